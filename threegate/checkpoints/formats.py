@@ -1,0 +1,383 @@
+"""Checkpoint readers: one tensor at a time from safetensors (single or HF-sharded) and GGUF.
+
+Conventions: tensor names are Hugging Face names (`model.layers.3.self_attn.q_proj.weight`); matrices are in the
+`nn.Linear.weight` layout `[out, in]` (paper-digest §1, "Layout"). `load` returns the dtype as stored
+(`ml_dtypes.bfloat16`, `float16`, `float32`, `float64`) for safetensors and float32 after dequantization for
+quantized GGUF tensors. Nothing is loaded when a checkpoint is opened: only headers are read and validated, so a
+truncated or corrupt file fails at `open_checkpoint` with a one-line `CheckpointError`, not later in a traceback.
+
+Unsupported dtypes: safetensors tensors that are not floating point (integers, bool, float8 and other packed
+types) are *skipped with a reason*: they are absent from `names()` and listed in `Checkpoint.skipped` (name ->
+reason), so a comparison sees them as missing rather than crashing on them.
+"""
+
+import abc
+import json
+import math
+import operator
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import NamedTuple, SupportsIndex
+
+import ml_dtypes  # registers bfloat16 with NumPy; must precede any bf16 safe_open
+import numpy as np
+
+from threegate.errors import CheckpointError, FormatError
+
+__all__ = [
+    "FORMATS",
+    "Checkpoint",
+    "SafetensorsCheckpoint",
+    "TensorInfo",
+    "open_checkpoint",
+]
+
+#: The formats `open_checkpoint` knows, as named in error messages and in `Checkpoint.format`.
+FORMATS = ("safetensors", "safetensors-sharded", "gguf")
+
+#: safetensors dtype codes that threegate reads, and their NumPy dtypes.
+SAFETENSORS_DTYPES: dict[str, np.dtype] = {
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "F16": np.dtype(np.float16),
+    "F32": np.dtype(np.float32),
+    "F64": np.dtype(np.float64),
+}
+
+#: Byte widths of the safetensors dtypes threegate skips (used to validate their offsets).
+_SKIPPED_WIDTHS = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "F8_E8M0": 1,
+    "I16": 2,
+    "U16": 2,
+    "I32": 4,
+    "U32": 4,
+    "I64": 8,
+    "U64": 8,
+}
+
+_MAX_HEADER_BYTES = 100 * 1024 * 1024  # the limit safetensors itself enforces
+
+
+class TensorInfo(NamedTuple):
+    """Name, shape and dtype of a stored tensor (the dtype `Checkpoint.load` returns)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+class Checkpoint(abc.ABC):
+    """A read-only, lazily loaded set of named tensors.
+
+    Subclasses set `path` (a `Path`), `format` (one of `FORMATS`) and `skipped` (name -> reason).
+    Use as a context manager, or call `close()`.
+    """
+
+    path: Path
+    format: str
+    skipped: dict[str, str]
+
+    @abc.abstractmethod
+    def names(self) -> list[str]:
+        """All readable tensor names, sorted."""
+
+    @abc.abstractmethod
+    def info(self, name: str) -> TensorInfo:
+        """Shape and dtype of `name` without loading it; `KeyError`-like `CheckpointError` if absent."""
+
+    @abc.abstractmethod
+    def load(self, name: str) -> np.ndarray:
+        """The whole tensor `name`, in the dtype of `info(name)`."""
+
+    @abc.abstractmethod
+    def load_rows(self, name: str, start: SupportsIndex, stop: SupportsIndex) -> np.ndarray:
+        """Rows `start:stop` of tensor `name` (axis 0), reading only those rows where the format allows."""
+
+    def close(self) -> None:  # noqa: B027  (optional hook: readers without handles need nothing)
+        """Release file handles; the object must not be used afterwards."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in set(self.names())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r}, {len(self.names())} tensors)"
+
+    def _rows(self, name: str, start: SupportsIndex, stop: SupportsIndex) -> tuple[int, int, int]:
+        """Validate a row range of `name`; returns (start, stop, number of rows) as ints."""
+        shape = self.info(name).shape
+        if not shape:
+            raise ValueError(f"{name}: a scalar tensor has no rows")
+        begin, end = operator.index(start), operator.index(stop)
+        if not (0 <= begin <= end <= shape[0]):
+            raise ValueError(f"{name}: rows {begin}:{end} out of range for {shape[0]} rows")
+        return begin, end, shape[0]
+
+
+class _Entry(NamedTuple):
+    file: Path
+    info: TensorInfo
+
+
+def read_safetensors_header(
+    path: Path,
+) -> tuple[dict[str, TensorInfo], dict[str, str], dict[str, str]]:
+    """Parse and validate a safetensors header without reading tensor data.
+
+    Checks the 8-byte length prefix, the JSON, each entry's dtype/shape/offsets (offsets must match
+    shape × itemsize, tile the data section without gaps or overlaps, as safetensors requires, and lie
+    within the file).
+
+    Returns:
+        (infos of readable tensors, skipped name -> reason, the `__metadata__` dict).
+
+    Raises:
+        CheckpointError: one line naming the file and the problem.
+    """
+    label = str(path)
+    size = path.stat().st_size
+    if size < 8:
+        raise CheckpointError(
+            f"{label}: truncated: {size} bytes, shorter than the 8-byte header length"
+        )
+    with open(path, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        if n > _MAX_HEADER_BYTES:
+            raise CheckpointError(f"{label}: corrupt header: length prefix {n} is not plausible")
+        if n > size - 8:
+            raise CheckpointError(
+                f"{label}: truncated: header length says {n} bytes, file has {size - 8} after the prefix"
+            )
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{label}: corrupt header: not valid JSON ({err})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{label}: corrupt header: expected a JSON object")
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{label}: corrupt header: __metadata__ is not an object")
+    infos: dict[str, TensorInfo] = {}
+    skipped: dict[str, str] = {}
+    data_end = 0
+    spans: list[tuple[int, int]] = []
+    for name, entry in header.items():
+        try:
+            code = entry["dtype"]
+            shape = tuple(int(d) for d in entry["shape"])
+            begin, end = (int(o) for o in entry["data_offsets"])
+        except (TypeError, KeyError, ValueError):
+            raise CheckpointError(
+                f"{label}: corrupt header: bad entry for tensor {name!r}"
+            ) from None
+        if code in SAFETENSORS_DTYPES:
+            width = SAFETENSORS_DTYPES[code].itemsize
+        elif code in _SKIPPED_WIDTHS:
+            width = _SKIPPED_WIDTHS[code]
+        else:
+            raise CheckpointError(
+                f"{label}: corrupt header: unknown dtype {code!r} for tensor {name!r}"
+            )
+        if min(shape, default=0) < 0 or not (0 <= begin <= end):
+            raise CheckpointError(f"{label}: corrupt header: bad shape/offsets for tensor {name!r}")
+        if end - begin != math.prod(shape) * width:
+            raise CheckpointError(
+                f"{label}: corrupt header: tensor {name!r} has {end - begin} bytes, "
+                f"shape {list(shape)} {code} needs {math.prod(shape) * width}"
+            )
+        data_end = max(data_end, end)
+        spans.append((begin, end))
+        if code in SAFETENSORS_DTYPES:
+            infos[name] = TensorInfo(name, shape, SAFETENSORS_DTYPES[code])
+        else:
+            skipped[name] = f"dtype {code} is not a floating-point type threegate compares"
+    spans.sort()
+    for (_, end0), (begin1, _) in zip([(0, 0), *spans], spans, strict=False):
+        if begin1 != end0:
+            raise CheckpointError(
+                f"{label}: corrupt header: tensor data {'overlaps' if begin1 < end0 else 'has a gap'} "
+                f"at byte {min(begin1, end0)}"
+            )
+    have = size - 8 - n
+    if data_end > have:
+        raise CheckpointError(
+            f"{label}: truncated: header says {data_end} bytes of data, file has {have}"
+        )
+    return infos, skipped, {str(k): str(v) for k, v in meta.items()}
+
+
+class SafetensorsCheckpoint(Checkpoint):
+    """One `.safetensors` file, or an HF-sharded folder (`*.safetensors.index.json` + shards).
+
+    Args:
+        files: the safetensors file(s).
+        path: what the user named (file, folder or index).
+        fmt: "safetensors" or "safetensors-sharded".
+        weight_map: for sharded checkpoints, tensor name -> shard file name; `None` for a single file.
+    """
+
+    def __init__(
+        self, files: Sequence[Path], path: Path, fmt: str, weight_map: dict[str, str] | None = None
+    ):
+        self.path = path
+        self.format = fmt
+        self.skipped = {}
+        self.metadata: dict[str, str] = {}
+        self._entries: dict[str, _Entry] = {}
+        self._handles: dict[Path, object] = {}
+        for file in files:
+            infos, skipped, meta = read_safetensors_header(file)
+            self.metadata.update(meta)
+            wanted = None
+            if weight_map is not None:
+                wanted = {k for k, v in weight_map.items() if v == file.name}
+                missing = sorted(wanted - infos.keys() - skipped.keys())
+                if missing:
+                    shown = ", ".join(missing[:5]) + (
+                        f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+                    )
+                    raise CheckpointError(
+                        f"{path}: index maps {len(missing)} name(s) to {file.name} that it does not hold: {shown}"
+                    )
+            for name, info in infos.items():
+                if wanted is None or name in wanted:
+                    self._entries[name] = _Entry(file, info)
+            self.skipped.update({k: v for k, v in skipped.items() if wanted is None or k in wanted})
+        self._names = sorted(self._entries)
+
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def _entry(self, name: str) -> _Entry:
+        if name in self._entries:
+            return self._entries[name]
+        if name in self.skipped:
+            raise CheckpointError(f"{self.path}: tensor {name!r} skipped: {self.skipped[name]}")
+        raise CheckpointError(f"{self.path}: no tensor named {name!r}")
+
+    def _handle(self, file: Path):
+        from safetensors import SafetensorError, safe_open
+
+        if file not in self._handles:
+            try:
+                self._handles[file] = safe_open(str(file), framework="numpy")
+            except (SafetensorError, OSError) as err:
+                raise CheckpointError(f"{file.name}: cannot open: {err}") from None
+        return self._handles[file]
+
+    def info(self, name: str) -> TensorInfo:
+        return self._entry(name).info
+
+    def load(self, name: str) -> np.ndarray:
+        entry = self._entry(name)
+        arr = self._handle(entry.file).get_tensor(name)
+        return _checked(arr, entry.info)
+
+    def load_rows(self, name: str, start: SupportsIndex, stop: SupportsIndex) -> np.ndarray:
+        entry = self._entry(name)
+        begin, end, _ = self._rows(name, start, stop)
+        arr = self._handle(entry.file).get_slice(name)[begin:end]
+        return _checked(arr, entry.info._replace(shape=(end - begin, *entry.info.shape[1:])))
+
+    def close(self) -> None:
+        self._handles.clear()
+
+
+def _checked(arr: np.ndarray, info: TensorInfo) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.dtype != info.dtype or arr.shape != info.shape:
+        raise CheckpointError(
+            f"{info.name}: read {arr.dtype}{list(arr.shape)}, header says {info.dtype}{list(info.shape)}"
+        )
+    return arr
+
+
+def _read_index(index: Path) -> dict[str, str]:
+    try:
+        doc = json.loads(index.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{index}: corrupt index: not valid JSON ({err})") from None
+    wmap = doc.get("weight_map") if isinstance(doc, dict) else None
+    if not isinstance(wmap, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in wmap.items()
+    ):
+        raise CheckpointError(f"{index}: corrupt index: no weight_map of name -> shard file")
+    for shard in set(wmap.values()):
+        if Path(shard).name != shard:
+            raise CheckpointError(
+                f"{index}: corrupt index: shard {shard!r} is not a plain file name"
+            )
+    return wmap
+
+
+def _open_sharded(index: Path, path: Path) -> SafetensorsCheckpoint:
+    wmap = _read_index(index)
+    shards = sorted(set(wmap.values()))
+    missing = [s for s in shards if not (index.parent / s).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"{index}: {len(missing)} of {len(shards)} shard(s) missing: {', '.join(missing[:5])}"
+        )
+    return SafetensorsCheckpoint(
+        [index.parent / s for s in shards], path, "safetensors-sharded", wmap
+    )
+
+
+def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Open a checkpoint for lazy, per-tensor reading.
+
+    Accepts a `.safetensors` file; a `*.safetensors.index.json` file; a `.gguf` file; or a folder holding
+    `model.safetensors`, else a `*.safetensors.index.json` (HF sharded layout), else exactly one
+    `.safetensors` or one `.gguf` file.
+
+    Raises:
+        CheckpointError: missing path, truncated/corrupt file, bad index (missing shard, unmapped name).
+        FormatError: a path whose format is not one of `FORMATS`.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such file or folder")
+    if p.is_dir():
+        if (p / "model.safetensors").is_file():
+            return SafetensorsCheckpoint([p / "model.safetensors"], p, "safetensors")
+        for pattern in ("*.safetensors.index.json", "*.safetensors", "*.gguf"):
+            found = sorted(p.glob(pattern))
+            if len(found) > 1:
+                raise FormatError(f"{p}: ambiguous: {len(found)} files match {pattern}; name one")
+            if found:
+                return (
+                    open_checkpoint(found[0])
+                    if pattern != "*.safetensors.index.json"
+                    else _open_sharded(found[0], p)
+                )
+        raise FormatError(f"{p}: folder holds no checkpoint; known formats: {', '.join(FORMATS)}")
+    name = p.name.lower()
+    if name.endswith(".safetensors.index.json"):
+        return _open_sharded(p, p)
+    if name.endswith(".safetensors"):
+        return SafetensorsCheckpoint([p], p, "safetensors")
+    if name.endswith(".gguf"):
+        from threegate.checkpoints.gguf import GGUFCheckpoint
+
+        return GGUFCheckpoint(p)
+    raise FormatError(
+        f"{p}: unknown checkpoint format; known: .safetensors, .safetensors.index.json, .gguf, "
+        "or a folder with model.safetensors / *.safetensors.index.json"
+    )
