@@ -1,0 +1,74 @@
+"""Gate II — model geometry: singular subspaces, principal angles, spectral drift and their bound checks.
+
+Covers Thm 3.3 (Wedin, paper and rigorous forms), Cor 3.4 (Weyl, Mirsky), Cor 3.5 (Ky Fan), Lemma F.10 / Eq. 7
+(the layer-conditioned leash), Lemmas F.11–F.12, Cor F.13 (projector identity) and the App. F.3 Schur step of
+Zhu et al., "The Path Not Taken: RLVR Provably Learns Off the Principals" (arXiv 2511.08567).
+
+Shape conventions: weights `w`, `w0`, `w1`, `dw` are `[m, n]` (HF `[out, in]`), bases `u` `[m, k]`, `v` `[n, k]`,
+`k` a static rank with $1 \\le k \\le \\min(m, n)$. $\\mathrm{vec}$ is row-major (`dw.reshape(-1)`). bf16/f16 inputs
+are upcast to float32; float32 and float64 keep their dtype (float64 needs `jax.enable_x64`). "Subspace" here always
+means a span of singular vectors; coordinate masks (the paper's "principal weights") live in `threegate.masks`.
+
+Static misuse (rank, shape, dtype kind, `k` out of range) raises `ValueError`/`TypeError` at trace time;
+value-dependent premises (a positive gap, a met budget) come back as data in `BoundCheck.premise`.
+"""
+
+from threegate._spectral_checks import (
+    ky_fan_check as ky_fan_check,
+)
+from threegate._spectral_checks import (
+    leash_check as leash_check,
+)
+from threegate._spectral_checks import (
+    mirsky_check as mirsky_check,
+)
+from threegate._spectral_checks import (
+    projector_check as projector_check,
+)
+from threegate._spectral_checks import (
+    schur_check as schur_check,
+)
+from threegate._spectral_checks import (
+    schur_complement as schur_complement,
+)
+from threegate._spectral_checks import (
+    wedin_check as wedin_check,
+)
+from threegate._spectral_checks import (
+    weyl_check as weyl_check,
+)
+from threegate._subspace import TopK as TopK
+from threegate._subspace import principal_angles as principal_angles
+from threegate._subspace import projector_distance as projector_distance
+from threegate._subspace import sin_theta as sin_theta
+from threegate._subspace import spectral_gap as spectral_gap
+from threegate._subspace import spectral_shift as spectral_shift
+from threegate._subspace import subspace_energy_fraction as subspace_energy_fraction
+from threegate._subspace import (
+    subspace_energy_fraction_from_basis as subspace_energy_fraction_from_basis,
+)
+from threegate._subspace import subspace_energy_null as subspace_energy_null
+from threegate._subspace import top_k as top_k
+from threegate._types import BoundCheck as BoundCheck
+
+__all__ = [
+    "BoundCheck",
+    "TopK",
+    "ky_fan_check",
+    "leash_check",
+    "mirsky_check",
+    "principal_angles",
+    "projector_check",
+    "projector_distance",
+    "schur_check",
+    "schur_complement",
+    "sin_theta",
+    "spectral_gap",
+    "spectral_shift",
+    "subspace_energy_fraction",
+    "subspace_energy_fraction_from_basis",
+    "subspace_energy_null",
+    "top_k",
+    "wedin_check",
+    "weyl_check",
+]
