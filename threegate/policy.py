@@ -1,0 +1,305 @@
+"""Gate I on a parametric policy class: Fisher, Hessians, M-projection, frozen-policy surrogates.
+
+A *policy* is any NamedTuple (so a pytree: it can be passed through `jax.jit` and `jax.vmap`) with a method
+`logits(theta) -> [a]` mapping a flat parameter vector `theta: [p]` to the logits of a categorical over `a`
+outcomes, for one fixed prompt $x$. Three classes are provided:
+
+- `LogLinearPolicy`: $\\pi_\\theta=\\mathrm{softmax}(\\Phi\\theta)$, an exponential family. The parametrization is
+  minimal (Fisher non-singular at every $\\theta$) iff $[\\Phi, \\mathbf 1]$ has full column rank; `log_linear_policy`
+  builds one by removing the all-ones direction from the columns of $\\Phi$.
+- `TanhPolicy`: $\\mathrm{logits}=G\\theta+A\\tanh(B\\theta+c)$, a small nonlinear class where $\\nabla^2\\log\\pi_\\theta(y)$
+  depends on $y$ (the setting of Lemma F.6); $A=0$ gives the log-linear class.
+- `QuadraticPolicy`: $\\mathrm{logits}_y=G_y\\theta+\\tfrac12\\theta^\\top C_y\\theta$, whose per-outcome curvature $C_y$
+  is free; used for the extremal cases of Lemmas F.1 and F.6.
+
+Shapes: `theta [p]`, logits / log-probabilities `[a]`, scores `[a, p]`, per-outcome Hessians `[a, p, p]`, Fisher
+`[p, p]`. Every derivative is exact (forward/reverse-mode autodiff, no finite differences); every matmul runs at
+`MATMUL_PRECISION`.
+
+References: arXiv 2511.08567, App. F.2 (Lemmas F.1, F.3–F.7, Prop 3.1).
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+from jaxtyping import Array, Bool, Float, Int
+
+from threegate._numerics import eps, matmul, tol
+from threegate.kl import kl_categorical
+
+#: Smallest Levenberg–Marquardt damping after a rejected step (relative to an O(1) Hessian).
+_LM_DAMPING_FLOOR = 1e-3
+
+__all__ = [
+    "LogLinearPolicy",
+    "MProjection",
+    "QuadraticPolicy",
+    "TanhPolicy",
+    "cross_entropy",
+    "expected_neg_hessian",
+    "fisher",
+    "fisher_hessian_form",
+    "frozen_surrogate",
+    "kl_quadratic",
+    "log_linear_policy",
+    "log_probs",
+    "logprob_hessian_bound",
+    "logprob_hessians",
+    "m_projection",
+    "pg_loss_onpolicy",
+    "pg_objective",
+    "policy_kl",
+    "scores",
+]
+
+
+class LogLinearPolicy(NamedTuple):
+    """$\\pi_\\theta=\\mathrm{softmax}(\\Phi\\theta)$ with features $\\Phi$ = `features` `[a, p]`."""
+
+    features: Float[Array, "a p"]
+
+    def logits(self, theta: Float[Array, " p"]) -> Float[Array, " a"]:
+        return matmul(self.features, theta)
+
+
+class TanhPolicy(NamedTuple):
+    """$\\mathrm{logits}=G\\theta+A\\tanh(B\\theta+c)$: $G$ = `lin` `[a, p]`, $A$ = `a_mat` `[a, h]`, $B$ = `b_mat` `[h, p]`, $c$ = `bias` `[h]`.
+
+    With $A=0$ it is the log-linear class with features $G$ (exactly: every derivative of the tanh term is 0).
+    """
+
+    lin: Float[Array, "a p"]
+    a_mat: Float[Array, "a h"]
+    b_mat: Float[Array, "h p"]
+    bias: Float[Array, " h"]
+
+    def logits(self, theta: Float[Array, " p"]) -> Float[Array, " a"]:
+        hidden = jnp.tanh(matmul(self.b_mat, theta) + self.bias)
+        return matmul(self.lin, theta) + matmul(self.a_mat, hidden)
+
+
+class QuadraticPolicy(NamedTuple):
+    """$\\mathrm{logits}_y=G_y\\theta+\\tfrac12\\theta^\\top C_y\\theta$, $G$ = `lin` `[a, p]`, $C$ = `curv` `[a, p, p]`."""
+
+    lin: Float[Array, "a p"]
+    curv: Float[Array, "a p p"]
+
+    def logits(self, theta: Float[Array, " p"]) -> Float[Array, " a"]:
+        quad = matmul(matmul(self.curv, theta), theta)
+        return matmul(self.lin, theta) + 0.5 * quad
+
+
+def log_linear_policy(features: ArrayLike) -> LogLinearPolicy:
+    """A minimal log-linear policy: the columns of `features` `[a, p]` with their mean over `a` removed.
+
+    Softmax is invariant to adding a constant to all logits, so centring changes no $\\pi_\\theta$; afterwards the
+    Fisher $\\Phi^\\top(\\mathrm{diag}\\,\\pi-\\pi\\pi^\\top)\\Phi$ is non-singular iff the centred $\\Phi$ has rank $p$
+    (needs $p\\le a-1$).
+
+    Raises:
+      ValueError: `features` not 2-D or $p > a-1$.
+    """
+    phi = jnp.asarray(features)
+    if phi.ndim != 2 or phi.shape[1] > phi.shape[0] - 1:
+        raise ValueError(f"features must be [a, p] with p <= a - 1, got shape {phi.shape}")
+    return LogLinearPolicy(phi - jnp.mean(phi, axis=0, keepdims=True))
+
+
+def log_probs(policy, theta: Float[ArrayLike, " p"]) -> Float[Array, " a"]:
+    """$\\log\\pi_\\theta(y)$ for every outcome $y$, shape `[a]`."""
+    return jax.nn.log_softmax(policy.logits(jnp.asarray(theta)))
+
+
+def scores(policy, theta: Float[ArrayLike, " p"]) -> Float[Array, "a p"]:
+    """Score vectors $\\nabla_\\theta\\log\\pi_\\theta(y)$, one row per outcome, shape `[a, p]`."""
+    return jax.jacfwd(lambda t: log_probs(policy, t))(jnp.asarray(theta))
+
+
+def logprob_hessians(policy, theta: Float[ArrayLike, " p"]) -> Float[Array, "a p p"]:
+    """$\\nabla^2_\\theta\\log\\pi_\\theta(y)$ for every outcome, shape `[a, p, p]` (exact, `jax.hessian`)."""
+    return jax.hessian(lambda t: log_probs(policy, t))(jnp.asarray(theta))
+
+
+def fisher(policy, theta: Float[ArrayLike, " p"]) -> Float[Array, "p p"]:
+    """Fisher information $F(\\theta)=\\mathbb E_{\\pi_\\theta}[\\nabla\\log\\pi\\,\\nabla\\log\\pi^\\top]$ (Lemma F.5).
+
+    Computed as the covariance of the scores (their $\\pi$-mean is exactly 0); equals `fisher_hessian_form`.
+    """
+    s = scores(policy, theta)
+    pi = jnp.exp(log_probs(policy, theta))
+    return matmul(s.T, pi[:, None] * s)
+
+
+def expected_neg_hessian(
+    policy, theta: Float[ArrayLike, " p"], target_logits: Float[ArrayLike, " a"]
+) -> Float[Array, "p p"]:
+    """$H_q(\\theta)=-\\mathbb E_{y\\sim q}[\\nabla^2\\log\\pi_\\theta(y)]$ for $q$ = softmax(`target_logits`) (Lemma F.4)."""
+    q = jax.nn.softmax(jnp.asarray(target_logits))
+    return -jnp.einsum("a,aij->ij", q, logprob_hessians(policy, theta), precision="highest")
+
+
+def fisher_hessian_form(policy, theta: Float[ArrayLike, " p"]) -> Float[Array, "p p"]:
+    """The Hessian form of the Fisher, $-\\mathbb E_{\\pi_\\theta}[\\nabla^2\\log\\pi_\\theta]$ (equals `fisher`)."""
+    return expected_neg_hessian(policy, theta, log_probs(policy, theta))
+
+
+def logprob_hessian_bound(policy, theta: Float[ArrayLike, " p"]) -> Float[Array, ""]:
+    """$L=\\max_y\\|\\nabla^2\\log\\pi_\\theta(y)\\|_{op}$ at $\\theta$ (Lemma F.6; exact, via `eigvalsh`).
+
+    Lemma F.6 needs the bound only at $\\theta$ itself: $H_{\\tilde q}-F=-\\sum_y(\\tilde q-\\pi_\\theta)(y)\\nabla^2\\log\\pi_\\theta(y)$.
+    """
+    ev = jnp.linalg.eigvalsh(logprob_hessians(policy, theta))
+    return jnp.max(jnp.abs(ev))
+
+
+def kl_quadratic(fisher_matrix: Float[ArrayLike, "p p"], delta: Float[ArrayLike, " p"]) -> Array:
+    """The quadratic model $\\tfrac12\\Delta^\\top F\\Delta$ of $D_{KL}(\\pi_{\\theta+\\Delta}\\|\\pi_\\theta)$ (Lemma F.5)."""
+    d = jnp.asarray(delta)
+    return 0.5 * jnp.dot(d, matmul(jnp.asarray(fisher_matrix), d), precision="highest")
+
+
+def policy_kl(policy, theta_a: Float[ArrayLike, " p"], theta_b: Float[ArrayLike, " p"]) -> Array:
+    """$D_{KL}(\\pi_{\\theta_a}\\|\\pi_{\\theta_b})$ (exact sum over the support)."""
+    return kl_categorical(policy.logits(jnp.asarray(theta_a)), policy.logits(jnp.asarray(theta_b)))
+
+
+def cross_entropy(
+    policy, theta: Float[ArrayLike, " p"], target_logits: Float[ArrayLike, " a"]
+) -> Array:
+    """$-\\mathbb E_{y\\sim q}[\\log\\pi_\\theta(y)]=D_{KL}(q\\|\\pi_\\theta)+H(q)$, the M-projection objective (Lemma F.3)."""
+    q = jax.nn.softmax(jnp.asarray(target_logits))
+    return -jnp.dot(q, log_probs(policy, theta), precision="highest")
+
+
+class MProjection(NamedTuple):
+    """Result of `m_projection`: the fit $\\theta^+$ and how it was reached."""
+
+    theta: Float[Array, " p"]
+    grad_norm: Float[Array, ""]
+    hess_pd: Bool[Array, ""]
+    iterations: Int[Array, ""]
+    converged: Bool[Array, ""]
+
+
+def m_projection(
+    policy,
+    theta0: Float[ArrayLike, " p"],
+    target_logits: Float[ArrayLike, " a"],
+    max_iter: int = 200,
+    gtol: float | None = None,
+) -> MProjection:
+    """M-projection $\\theta^+\\in\\arg\\min_\\theta D_{KL}(q\\|\\pi_\\theta)=\\arg\\max_\\theta\\mathbb E_q[\\log\\pi_\\theta]$ (F.3).
+
+    Levenberg–Marquardt-damped Newton on the cross-entropy, started at `theta0`, with the exact Hessian
+    (`jax.hessian`). A step solves $(H+\\lambda I)d=-\\nabla$ by Cholesky; it is kept when the factorisation exists
+    and the objective does not rise beyond rounding, otherwise $\\lambda$ grows 4× (so every kept step is a descent
+    direction, also where $H$ is indefinite). For a minimal `LogLinearPolicy` the objective is strictly convex, the
+    stationarity condition is moment matching $\\mathbb E_{\\pi_{\\theta^+}}[\\Phi]=\\mathbb E_q[\\Phi]$, and the iteration
+    converges quadratically to the unique minimiser. For nonlinear classes it returns the local minimiser reached
+    from `theta0` (Prop 3.1 is a statement about this local fit).
+
+    Args:
+      policy: a policy NamedTuple with `logits(theta)`.
+      theta0: starting point `[p]` (the current parameters $\\theta$).
+      target_logits: logits of $q$ (e.g. `gibbs_tilt(...)`), `[a]`.
+      max_iter: iteration cap (static).
+      gtol: stop when $\\|\\nabla\\|_2\\le$ gtol; default `tol(dtype, p, c=4)` (a few eps per coordinate).
+
+    Returns:
+      `MProjection(theta, grad_norm, hess_pd, iterations, converged)`; `hess_pd` says whether the Hessian at
+      `theta` is positive definite (Cholesky exists), i.e. whether `theta` is a strict local minimiser.
+    """
+    th0 = jnp.asarray(theta0)
+    tgt = jnp.asarray(target_logits)
+    dtype = th0.dtype
+    p = th0.shape[-1]
+    g_tol = tol(dtype, p, c=4.0) if gtol is None else gtol
+    rise = 8 * eps(dtype)
+    eye = jnp.eye(p, dtype=dtype)
+
+    def obj(t):
+        return cross_entropy(policy, t, tgt)
+
+    grad = jax.grad(obj)
+    hess = jax.hessian(obj)
+
+    def cond(state):
+        _, _, g, _, _, it = state
+        return (it < max_iter) & (jnp.linalg.norm(g) > g_tol)
+
+    def body(state):
+        t, f, g, h, lam, it = state
+        chol = jnp.linalg.cholesky(h + lam * eye)
+        step = -jax.scipy.linalg.cho_solve((chol, True), g)
+        t_new = t + step
+        f_new = obj(t_new)
+        ok = jnp.all(jnp.isfinite(step)) & (f_new <= f + rise * (jnp.abs(f) + 1))
+        t2 = jnp.where(ok, t_new, t)
+        lam2 = jnp.where(ok, lam / 4, jnp.maximum(4 * lam, _LM_DAMPING_FLOOR))
+        g2, h2 = grad(t2), hess(t2)
+        return t2, jnp.where(ok, f_new, f), g2, h2, lam2, it + 1
+
+    init = (th0, obj(th0), grad(th0), hess(th0), jnp.zeros((), dtype), jnp.zeros((), jnp.int32))
+    t, _, g, h, _, it = jax.lax.while_loop(cond, body, init)
+    gn = jnp.linalg.norm(g)
+    pd = jnp.all(jnp.isfinite(jnp.linalg.cholesky(h)))
+    return MProjection(t, gn, pd, it, gn <= g_tol)
+
+
+def pg_objective(
+    policy,
+    theta: Float[ArrayLike, " p"],
+    reward: Float[ArrayLike, " a"],
+    theta_t: Float[ArrayLike, " p"],
+) -> Array:
+    """On-policy PG objective $f(\\theta)=-\\mathbb E_{y\\sim\\pi_\\theta}[A_{\\theta_t}(y)]$ (Lemma F.1, reading used here).
+
+    $A_{\\theta_t}=R-\\mathbb E_{\\pi_{\\theta_t}}[R]$ is the advantage centred at $\\theta_t$. By the log-derivative
+    trick $\\nabla f(\\theta_t)=-\\mathbb E_{\\pi_{\\theta_t}}[A_{\\theta_t}\\nabla\\log\\pi_{\\theta_t}]$, and $f(\\theta_t)=0$.
+    """
+    r = jnp.asarray(reward)
+    pi_t = jnp.exp(log_probs(policy, theta_t))
+    adv = r - jnp.dot(pi_t, r, precision="highest")
+    pi = jnp.exp(log_probs(policy, theta))
+    return -jnp.dot(pi, adv, precision="highest")
+
+
+def frozen_surrogate(
+    policy,
+    theta: Float[ArrayLike, " p"],
+    reward: Float[ArrayLike, " a"],
+    theta_t: Float[ArrayLike, " p"],
+) -> Array:
+    """Frozen-policy surrogate $g(\\theta)=-\\mathbb E_{y\\sim\\pi_{\\theta_t}}[A_{\\theta_t}(y)(\\log\\pi_\\theta-\\log\\pi_{\\theta_t})(y)]$.
+
+    The loss (4) with samples and advantage frozen at $\\theta_t$, shifted by the constant that makes $g(\\theta_t)=0$
+    (Lemma F.1). Its gradient at $\\theta_t$ equals `pg_objective`'s.
+    """
+    r = jnp.asarray(reward)
+    lp_t = log_probs(policy, theta_t)
+    pi_t = jnp.exp(lp_t)
+    adv = r - jnp.dot(pi_t, r, precision="highest")
+    return -jnp.dot(pi_t, adv * (log_probs(policy, theta) - lp_t), precision="highest")
+
+
+def pg_loss_onpolicy(
+    policy,
+    theta: Float[ArrayLike, " p"],
+    reward: Float[ArrayLike, " a"],
+    theta_t: Float[ArrayLike, " p"],
+) -> Array:
+    """The loss (4) read literally: $-\\mathbb E_{y\\sim\\pi_\\theta}[A_{\\theta_t}(y)\\log\\pi_\\theta(y)]$ (samples on-policy).
+
+    Shifted by $\\mathbb E_{\\pi_{\\theta_t}}[A\\log\\pi_{\\theta_t}]$ so it is 0 at $\\theta_t$. Its gradient at $\\theta_t$ has the
+    extra term $-\\mathbb E_{\\pi_{\\theta_t}}[A\\log\\pi_{\\theta_t}\\nabla\\log\\pi_{\\theta_t}]$, which centring of $A$ does not
+    remove: under this reading Lemma F.1's gradient match fails (recorded by its checker).
+    """
+    r = jnp.asarray(reward)
+    lp_t = log_probs(policy, theta_t)
+    pi_t = jnp.exp(lp_t)
+    adv = r - jnp.dot(pi_t, r, precision="highest")
+    lp = log_probs(policy, theta)
+    shift = jnp.dot(pi_t, adv * lp_t, precision="highest")
+    return -jnp.dot(jnp.exp(lp), adv * lp, precision="highest") + shift
