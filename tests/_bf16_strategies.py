@@ -63,7 +63,7 @@ def bf16_batches(finite: bool = True) -> st.SearchStrategy[np.ndarray]:
 
 def f32_batches() -> st.SearchStrategy[np.ndarray]:
     """Batches of BATCH float32 values drawn as uint32 codes (NaN, ±inf and subnormals included). Every 4th entry
-    is made tiny (|x| < 2^-112, subnormals included), every 4th+2 gets a bf16 tie in its low 16 bits."""
+    is made tiny (|x| < 2^-111, subnormals included), every 4th+2 gets a bf16 tie in its low 16 bits."""
 
     def build(b: bytes) -> np.ndarray:
         c = np.frombuffer(b, np.uint32).copy()

@@ -257,6 +257,18 @@ def test_prop_e3_premise_removed_eta_2pow_minus8():
     assert r7.sum() > 100 * r.sum()
 
 
+def test_unchanged_eta_is_used_as_float32():
+    """Documented domain edges: eta is rounded to float32, so 2^-8 - 2^-40 acts as 2^-8 (the binade-edge pairs
+    are unchanged), while the largest float32 below 2^-8 is still bitwise; larger eta is float32 arithmetic."""
+    lo, hi = np.full(BATCH, 2 - 2.0**-7, BF16), np.full(BATCH, 2.0, BF16)
+    below = float(np.nextafter(F32(2.0**-8), F32(0)))
+    for eta, want in ((2.0**-8 - 2.0**-40, True), (below, False), (2.0**-8, True)):
+        assert (_np(unchanged(lo, hi, eta=eta), np.bool_) == want).all()
+    # beyond the bitwise regime it is float32 arithmetic: |-2^-30 - 1| = 1 + 2^-30 > 1·max rounds to 1 <= 1
+    one, tiny = np.full(BATCH, 1.0, BF16), np.full(BATCH, -(2.0**-30), BF16)
+    assert not ref_rule(one, tiny, 1.0).any() and _np(unchanged(one, tiny, eta=1.0), np.bool_).all()
+
+
 def test_cor_e4_paper_eta_is_safe():
     assert 1e-3 < bf16.DOMAIN.eta_paper_bound < bf16.DOMAIN.eta_bitwise_sup
     # every pair of codes differing in the last k bits, k in 1..8, at eta = 1e-3: bitwise

@@ -2,6 +2,7 @@
 
 import json
 import re
+import weakref
 from pathlib import Path
 
 import ml_dtypes
@@ -110,17 +111,22 @@ def test_sharded_round_trip_bitwise(tmp_path, rng):
         _assert_bitwise(ck, tensors)
 
 
-def test_streaming_writer_consumes_lazily_and_resave_replaces_layout(tmp_path, rng):
+def test_streaming_writer_holds_one_array_at_a_time_and_resave_replaces_layout(tmp_path, rng):
     tensors = _model(rng)
-    pulled = []
+    refs: list[weakref.ref] = []
 
     def gen():
         for k, v in tensors.items():
-            pulled.append(k)
-            yield k, v
+            # the writer has let go of the previous array before it asks for the next one
+            assert not refs or refs[-1]() is None, k
+            a = v.copy()
+            refs.append(weakref.ref(a))
+            yield k, a
+            del a
 
     save_safetensors_stream(gen(), tmp_path, max_shard_bytes=200)
-    assert pulled == list(tensors)
+    assert len(refs) == len(tensors)
+    _assert_bitwise(open_checkpoint(tmp_path), tensors)
     # saving a single file into the same folder removes the old shards + index (no ambiguous folder)
     save_safetensors(tensors, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
@@ -217,6 +223,59 @@ def test_header_offsets_inconsistent_with_shape(tmp_path):
         _one_line(err, "bad.safetensors", problem)
 
 
+def _raw(header: bytes, data: bytes) -> bytes:
+    return len(header).to_bytes(8, "little") + header + data
+
+
+_F32_2 = b'"dtype":"F32","shape":[2],"data_offsets":[0,8]'
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (_raw(b'{"w":{' + _F32_2 + b"}}", bytes(12)), "4 bytes after the 8 bytes"),
+        (
+            _raw(
+                b'{"w":{' + _F32_2 + b'},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
+                bytes(8),
+            ),
+            "duplicate key 'w'",
+        ),
+        (_raw(b'{"w":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}}', bytes(8)), "bad entry"),
+        (
+            _raw(b'{"w":{"dtype":"F32","shape":[true,2],"data_offsets":[0,8]}}', bytes(8)),
+            "bad entry",
+        ),
+        (_raw(b'{"w":{"dtype":["F32"],"shape":[2],"data_offsets":[0,8]}}', bytes(8)), "bad entry"),
+        (_raw(b'{"__metadata__":{"a":1},"w":{' + _F32_2 + b"}}", bytes(8)), "__metadata__"),
+        (
+            _raw(
+                b'{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8' + b"0" * 5000 + b"]}}", b""
+            ),
+            "JSON",
+        ),
+    ],
+    ids=[
+        "trailing",
+        "duplicate",
+        "float-dim",
+        "bool-dim",
+        "list-dtype",
+        "int-metadata",
+        "huge-int",
+    ],
+)
+def test_header_rejected_at_open_like_the_reference_reader(tmp_path, raw, problem):
+    """Whatever safetensors itself refuses fails at `open_checkpoint`, in one line, not at the first load."""
+    f = tmp_path / "bad.safetensors"
+    f.write_bytes(raw)
+    with pytest.raises(Exception):  # noqa: B017  (the reference raises its own error types)
+        safetensors.numpy.load_file(f)
+    with pytest.raises(CheckpointError) as err:
+        open_checkpoint(f)
+    _one_line(err, "bad.safetensors", problem)
+
+
 def test_unsupported_dtypes_are_skipped_with_reason(tmp_path, rng):
     safetensors.numpy.save_file(
         {"w": rng.standard_normal((2, 3)).astype(np.float32), "ids": np.arange(4, dtype=np.int64)},
@@ -266,6 +325,19 @@ def test_sharded_bad_index(tmp_path, rng, text):
     with pytest.raises(CheckpointError) as err:
         open_checkpoint(tmp_path)
     _one_line(err, "model.safetensors.index.json", "corrupt index")
+
+
+def test_folder_ambiguous_and_hidden_temporaries_ignored(tmp_path, rng):
+    tensors = _model(rng, layers=(0,))
+    for name in ("a.safetensors", "b.safetensors"):
+        save_safetensors(tensors, tmp_path / name)
+    with pytest.raises(FormatError) as err:
+        open_checkpoint(tmp_path)
+    _one_line(err, "ambiguous", "2 files match *.safetensors")
+    (tmp_path / "b.safetensors").rename(tmp_path / ".threegate-left-over.safetensors")
+    # a writer's left-over temporary is not a second checkpoint
+    with open_checkpoint(tmp_path) as ck:
+        assert ck.path == tmp_path / "a.safetensors" and ck.names() == sorted(tensors)
 
 
 def test_unknown_format_and_missing_path(tmp_path):
@@ -332,6 +404,9 @@ def test_alignment_order_filters_and_dtype_report(tmp_path, rng):
     ] == only_q
     with pytest.raises(ValueError, match="no tensor names selected"):
         check_alignment(cks, include="nothing-matches")
+    with pytest.raises(ValueError, match=r"exclude '\(' is not a valid regex") as err:
+        check_alignment(cks, exclude="(")
+    _one_line(err)
 
 
 def test_mismatch_lists_names_and_shapes(tmp_path, rng):

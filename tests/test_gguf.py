@@ -115,14 +115,19 @@ def _expected(hf: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def write_gguf(
-    path: Path, hf: dict[str, np.ndarray], arch: str = "llama", tied: bool = False
+    path: Path,
+    hf: dict[str, np.ndarray],
+    arch: str = "llama",
+    tied: bool = False,
+    head_count: int = N_HEADS,
 ) -> None:
+    """Write `hf` as llama.cpp would; `head_count` is the metadata value only (the rows use N_HEADS)."""
     writer = gguf.GGUFWriter(path, arch)
     writer.add_block_count(2)
     writer.add_context_length(256)
     writer.add_embedding_length(D)
     writer.add_feed_forward_length(D_FF)
-    writer.add_head_count(N_HEADS)
+    writer.add_head_count(head_count)
     writer.add_head_count_kv(N_KV)
     writer.add_rope_freq_base(10000.0)
     writer.add_layer_norm_rms_eps(1e-5)
@@ -282,6 +287,26 @@ def test_corrupt_and_truncated_gguf(synthetic, tmp_path):
         CheckpointError, match=r"bad\.gguf: corrupt or truncated GGUF: GGUF magic invalid"
     ):
         open_checkpoint(bad)
+
+
+def test_corrupt_metadata_is_a_checkpoint_error(synthetic, tmp_path):
+    path, hf = synthetic
+    raw = path.read_bytes()
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(raw.replace(b"t17", b"\xff17", 1))  # a token that is not UTF-8
+    with pytest.raises(
+        CheckpointError, match=r"bad\.gguf: corrupt metadata tokenizer\.ggml\.tokens"
+    ):
+        _ = open_checkpoint(bad).tokenizer_spec
+    odd = tmp_path / "odd.gguf"  # a new name: the parse cache is keyed by path, mtime and size
+    write_gguf(odd, hf, head_count=3)  # 32 q rows are not a multiple of 2·3 heads
+    ck = open_checkpoint(odd)
+    np.testing.assert_array_equal(ck.load("model.norm.weight"), hf["model.norm.weight"])
+    with pytest.raises(
+        CheckpointError, match=r"q_proj\.weight: cannot undo the q/k permutation"
+    ) as err:
+        ck.load("model.layers.0.self_attn.q_proj.weight")
+    assert "\n" not in str(err.value)
 
 
 def test_smollm2_path_missing_distribution(monkeypatch):

@@ -21,7 +21,7 @@ $2^{64}$ into the normal range, so its result does not depend on the backend:
 | `round_to_bf16` | every float32 (RNE, overflow to ±inf) | NaN → canonical quiet NaN 0x7FC0/0xFFC0 |
 | `realized` | every finite `w`, every float32 `delta` (NaN/inf too) | `w`=±inf: True iff the sum is NaN; `w`=NaN: False |
 | `min_realizing_update` | every finite `w`, both directions | NaN for non-finite `w` |
-| `unchanged` | finite pairs; exact for any $\\eta<2^{-8}$, else with $\\eta$ rounded to float32 | False if non-finite |
+| `unchanged` | finite pairs, any $\\eta$ with $\\mathrm{fl}_{32}(\\eta)<2^{-8}$ (then bitwise, up to ±0) | False if non-finite; larger $\\eta$: float32 arithmetic |
 | `bitwise_unchanged` | every code (compares bits: NaN == NaN iff same bits) | — |
 
 Caller beware: an `ulp` below $2^{-126}$ ($|w|<2^{-119}$) or a threshold below it ($|w|<2^{-118}$) is returned
@@ -277,13 +277,13 @@ def min_realizing_update(w: ArrayLike, direction: int | ArrayLike) -> Array:
 
     Exact: `realized(w, d*t)` is monotone in $t\\ge0$ (both roundings are monotone), so $t$ is found by bisection
     over the 2^31 non-negative float32 codes with the exact `realized` (31 steps). Hence `realized(w, d*t)` is
-    True and `realized(w, d*nextafter(t, 0))` is False. Closed forms (tested), for normal $|w|\\ge2^{-90}$:
+    True and, for $t>0$, `realized(w, d*nextafter(t, 0))` is False. Closed forms (tested), for normal $|w|\\ge2^{-90}$:
 
-    - $\\tfrac12\\mathrm{ULP}(1-2^{-16})$ at an odd mantissa: exactly half a gap rounds to the even neighbour,
-      and the float32 add already rounds $w+\\delta$ up to that half gap from $2^{-16}$ below;
-    - the float32 after $\\tfrac12\\mathrm{ULP}(1+2^{-16})$ at an even mantissa;
+    - $\\tfrac12\\mathrm{ULP}(w)\\,(1-2^{-16})$ at an odd mantissa: exactly half a gap rounds to the even
+      neighbour, and the float32 add already rounds $w+\\delta$ up to that half gap from $2^{-16}$ below;
+    - the float32 after $\\tfrac12\\mathrm{ULP}(w)\\,(1+2^{-16})$ at an even mantissa;
     - toward zero at a binade edge $|w|=2^e$, $e>-126$ (gap below half as wide): the float32 after
-      $\\tfrac14\\mathrm{ULP}(1+2^{-16})$;
+      $\\tfrac14\\mathrm{ULP}(w)\\,(1+2^{-16})$;
     - subnormal $w$ (the add is exact): $\\tfrac12\\mathrm{ULP}=2^{-134}$, plus $2^{-149}$ at even mantissas;
     - zeros: $(+0,-1)\\mapsto2^{-149}$ (result $-0$), $(-0,+1)\\mapsto0$ ($-0+0=+0$), otherwise
       $2^{-134}+2^{-149}$; max-finite toward $+\\infty$: $2^{119}-2^{103}$ (overflow).
@@ -333,14 +333,17 @@ def bitwise_unchanged(w: ArrayLike, w_hat: ArrayLike) -> Array:
 
 
 def unchanged(w: ArrayLike, w_hat: ArrayLike, eta: float | ArrayLike = DOMAIN.eta_paper) -> Array:
-    """Rule (1) of Def 2.1: $|\\hat w-w|\\le\\eta\\max(|w|,|\\hat w|)$, elementwise, in exact float32.
+    """Rule (1) of Def 2.1: $|\\hat w-w|\\le\\eta\\max(|w|,|\\hat w|)$, elementwise (exact for $\\eta<2^{-8}$).
 
     Both values are widened to float32 (exact); pairs with both magnitudes below $2^{-60}$ are first scaled by
     $2^{64}$ (the rule is homogeneous), so subnormals are compared exactly on every backend. For
     $\\eta<2^{-8}$ this is bitwise equality except that $(\\pm0,\\mp0)$ is unchanged (Prop E.3, Cor E.4; the
     paper's sufficient bound is $2^{-9}$); at $\\eta=2^{-8}$ the adjacent pair $(2^{e+1}-2^{e-7},2^{e+1})$ is
-    already "unchanged" (Lemma E.1's boundary equality). For $\\eta\\ge2^{-8}$ the verdict is that of real
-    arithmetic with $\\eta$ rounded to float32, up to one rounding of $\\eta\\cdot\\max$.
+    already "unchanged" (Lemma E.1's boundary equality). `eta` is used as a float32 (rounded to nearest), so a
+    Python $\\eta$ within $2^{-33}$ below $2^{-8}$ already counts as $2^{-8}$. For $\\mathrm{fl}_{32}(\\eta)\\ge2^{-8}$
+    the rule is float32 arithmetic, not exact: $|\\hat w-w|$ and $\\eta\\max$ are each rounded once, so pairs whose
+    relative gap lies within about $2^{-23}$ of $\\eta$ (and, for $\\eta\\ge1$, opposite-sign pairs of very different
+    magnitude) can get the other verdict than in real arithmetic.
 
     Args:
       w, w_hat: bf16 arrays of one shape `*s`. A pair with a non-finite entry is never unchanged (rule (1) is

@@ -61,7 +61,7 @@ _SKIPPED_WIDTHS = {
     "U64": 8,
 }
 
-_MAX_HEADER_BYTES = 100 * 1024 * 1024  # the limit safetensors itself enforces
+_MAX_HEADER_BYTES = 100_000_000  # the limit safetensors itself enforces (MAX_HEADER_SIZE)
 
 
 class TensorInfo(NamedTuple):
@@ -140,9 +140,9 @@ def read_safetensors_header(
 ) -> tuple[dict[str, TensorInfo], dict[str, str], dict[str, str]]:
     """Parse and validate a safetensors header without reading tensor data.
 
-    Checks the 8-byte length prefix, the JSON, each entry's dtype/shape/offsets (offsets must match
-    shape × itemsize, tile the data section without gaps or overlaps, as safetensors requires, and lie
-    within the file).
+    Checks what safetensors itself requires: the 8-byte length prefix, the JSON (no duplicate names, string
+    metadata), each entry's dtype/shape/offsets (integers; offsets must match shape × itemsize and tile the
+    data section without gaps or overlaps), and that the data section ends exactly at the end of the file.
 
     Returns:
         (infos of readable tensors, skipped name -> reason, the `__metadata__` dict).
@@ -165,28 +165,27 @@ def read_safetensors_header(
                 f"{label}: truncated: header length says {n} bytes, file has {size - 8} after the prefix"
             )
         raw = fh.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    try:  # ValueError covers bad UTF-8, bad JSON and over-long integer literals
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except ValueError as err:
         raise CheckpointError(f"{label}: corrupt header: not valid JSON ({err})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{label}: corrupt header: expected a JSON object")
     meta = header.pop("__metadata__", None) or {}
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{label}: corrupt header: __metadata__ is not an object")
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise CheckpointError(f"{label}: corrupt header: __metadata__ is not an object of strings")
     infos: dict[str, TensorInfo] = {}
     skipped: dict[str, str] = {}
     data_end = 0
     spans: list[tuple[int, int]] = []
     for name, entry in header.items():
         try:
-            code = entry["dtype"]
-            shape = tuple(int(d) for d in entry["shape"])
-            begin, end = (int(o) for o in entry["data_offsets"])
-        except (TypeError, KeyError, ValueError):
-            raise CheckpointError(
-                f"{label}: corrupt header: bad entry for tensor {name!r}"
-            ) from None
+            code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        except (TypeError, KeyError):
+            code = shape = offsets = None
+        if not (isinstance(code, str) and _int_list(shape) and _int_list(offsets, 2)):
+            raise CheckpointError(f"{label}: corrupt header: bad entry for tensor {name!r}")
+        shape, (begin, end) = tuple(shape), offsets
         if code in SAFETENSORS_DTYPES:
             width = SAFETENSORS_DTYPES[code].itemsize
         elif code in _SKIPPED_WIDTHS:
@@ -195,8 +194,8 @@ def read_safetensors_header(
             raise CheckpointError(
                 f"{label}: corrupt header: unknown dtype {code!r} for tensor {name!r}"
             )
-        if min(shape, default=0) < 0 or not (0 <= begin <= end):
-            raise CheckpointError(f"{label}: corrupt header: bad shape/offsets for tensor {name!r}")
+        if begin > end:
+            raise CheckpointError(f"{label}: corrupt header: bad offsets for tensor {name!r}")
         if end - begin != math.prod(shape) * width:
             raise CheckpointError(
                 f"{label}: corrupt header: tensor {name!r} has {end - begin} bytes, "
@@ -220,7 +219,28 @@ def read_safetensors_header(
         raise CheckpointError(
             f"{label}: truncated: header says {data_end} bytes of data, file has {have}"
         )
-    return infos, skipped, {str(k): str(v) for k, v in meta.items()}
+    if data_end < have:  # safetensors rejects such files ("not fully covered")
+        raise CheckpointError(
+            f"{label}: corrupt: {have - data_end} bytes after the {data_end} bytes of tensor data"
+        )
+    return infos, skipped, dict(meta)
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) < len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"duplicate key {dup!r}")
+    return dict(pairs)
+
+
+def _int_list(x: object, length: int | None = None) -> bool:
+    """A JSON list of non-negative integers (not bools), of `length` items if given."""
+    return (
+        isinstance(x, list)
+        and (length is None or len(x) == length)
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in x)
+    )
 
 
 class SafetensorsCheckpoint(Checkpoint):
@@ -279,7 +299,7 @@ class SafetensorsCheckpoint(Checkpoint):
             try:
                 self._handles[file] = safe_open(str(file), framework="numpy")
             except (SafetensorError, OSError) as err:
-                raise CheckpointError(f"{file.name}: cannot open: {err}") from None
+                raise CheckpointError(f"{file}: cannot open: {err}") from None
         return self._handles[file]
 
     def info(self, name: str) -> TensorInfo:
@@ -312,7 +332,7 @@ def _checked(arr: np.ndarray, info: TensorInfo) -> np.ndarray:
 def _read_index(index: Path) -> dict[str, str]:
     try:
         doc = json.loads(index.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except ValueError as err:
         raise CheckpointError(f"{index}: corrupt index: not valid JSON ({err})") from None
     wmap = doc.get("weight_map") if isinstance(doc, dict) else None
     if not isinstance(wmap, dict) or not all(
@@ -358,7 +378,8 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         if (p / "model.safetensors").is_file():
             return SafetensorsCheckpoint([p / "model.safetensors"], p, "safetensors")
         for pattern in ("*.safetensors.index.json", "*.safetensors", "*.gguf"):
-            found = sorted(p.glob(pattern))
+            # hidden files are skipped: the writer's temporaries are `.threegate-*.safetensors`
+            found = sorted(f for f in p.glob(pattern) if not f.name.startswith("."))
             if len(found) > 1:
                 raise FormatError(f"{p}: ambiguous: {len(found)} files match {pattern}; name one")
             if found:

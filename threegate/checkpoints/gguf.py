@@ -190,7 +190,21 @@ class GGUFCheckpoint(Checkpoint):
 
     def _field(self, key: str, default=None):
         f = self._reader.get_field(key)
-        return default if f is None else f.contents()
+        if f is None:
+            return default
+        try:
+            return f.contents()
+        except ValueError as err:  # e.g. a string that is not UTF-8
+            raise CheckpointError(f"{self.path}: corrupt metadata {key}: {err}") from None
+
+    def _int_field(self, key: str, default=None) -> int | None:
+        """An integer `{arch}.{key}` (or `default`); a value that is not an integer is corrupt metadata."""
+        v = self._field(f"{self.arch}.{key}", default)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise CheckpointError(f"{self.path}: corrupt metadata {self.arch}.{key}: {v!r}")
+        return int(v)
 
     def _arch_field(self, key: str, default=None):
         return self._field(f"{self.arch}.{key}", default)
@@ -199,9 +213,11 @@ class GGUFCheckpoint(Checkpoint):
         return list(self._names)
 
     def _tensor(self, name: str):
-        if name not in self._tensors:
-            raise CheckpointError(f"{self.path}: no tensor named {name!r}")
-        return self._tensors[name]
+        if name in self._tensors:
+            return self._tensors[name]
+        if name in self.skipped:
+            raise CheckpointError(f"{self.path}: tensor {name!r} skipped: {self.skipped[name]}")
+        raise CheckpointError(f"{self.path}: no tensor named {name!r}")
 
     def stored_type(self, name: str) -> str:
         """The GGML type of `name` as stored ("F32", "Q4_1", ...)."""
@@ -216,16 +232,21 @@ class GGUFCheckpoint(Checkpoint):
         """GGUF rows holding HF rows 0..rows-1, or None when the order is the same."""
         if self.arch not in PERMUTED_ARCHS:
             return None
-        heads = self._arch_field("attention.head_count")
+        heads = self._int_field("attention.head_count")
         if ".self_attn.q_proj." in name:
             n_head = heads
         elif ".self_attn.k_proj." in name:
-            n_head = self._arch_field("attention.head_count_kv", heads)
+            n_head = self._int_field("attention.head_count_kv", heads)
         else:
             return None
         if n_head is None:
             raise CheckpointError(f"{self.path}: metadata lacks {self.arch}.attention.head_count")
-        return np.argsort(rope_permutation(rows, int(n_head)))
+        try:
+            return np.argsort(rope_permutation(rows, n_head))
+        except ValueError as err:
+            raise CheckpointError(
+                f"{self.path}: {name}: cannot undo the q/k permutation: {err}"
+            ) from None
 
     def load(self, name: str) -> np.ndarray:
         shape = self.info(name).shape
@@ -270,13 +291,16 @@ class GGUFCheckpoint(Checkpoint):
             "n_heads": "attention.head_count",
             "d_ff": "feed_forward_length",
         }
-        got = {k: self._arch_field(v) for k, v in need.items()}
+        got = {k: self._int_field(v) for k, v in need.items()}
         absent = [f"{self.arch}.{need[k]}" for k, v in got.items() if v is None]
         if absent:
             raise CheckpointError(f"{self.path}: metadata lacks {', '.join(absent)}")
-        n_heads = int(got["n_heads"])
-        d_model = int(got["d_model"])
-        vocab = self._arch_field("vocab_size")
+        n_heads, d_model = got["n_heads"], got["d_model"]
+        if n_heads <= 0:
+            raise CheckpointError(
+                f"{self.path}: corrupt metadata {self.arch}.attention.head_count: 0"
+            )
+        vocab = self._int_field("vocab_size")
         if vocab is None:
             tokens = self._reader.get_field("tokenizer.ggml.tokens")
             vocab = (
@@ -286,16 +310,16 @@ class GGUFCheckpoint(Checkpoint):
             )
         return LlamaHParams(
             arch=self.arch,
-            n_layers=int(got["n_layers"]),
+            n_layers=got["n_layers"],
             d_model=d_model,
             n_heads=n_heads,
-            n_kv_heads=int(self._arch_field("attention.head_count_kv", n_heads)),
-            head_dim=int(self._arch_field("attention.key_length", d_model // n_heads)),
-            d_ff=int(got["d_ff"]),
+            n_kv_heads=self._int_field("attention.head_count_kv", n_heads),
+            head_dim=self._int_field("attention.key_length", d_model // n_heads),
+            d_ff=got["d_ff"],
             vocab_size=int(vocab),
             rope_theta=_short_float(self._arch_field("rope.freq_base", 10000.0)),
             rms_eps=_short_float(self._arch_field("attention.layer_norm_rms_epsilon", 1e-5)),
-            context_length=int(self._arch_field("context_length", 2048)),
+            context_length=self._int_field("context_length", 2048),
             tie_embeddings="lm_head.weight" not in self._tensors,
         )
 
@@ -328,7 +352,8 @@ class GGUFCheckpoint(Checkpoint):
         )
 
     def close(self) -> None:
-        """Drop the memory map (the reader holds it)."""
+        """Drop this object's reader; its memory map lives on in the one-entry parse cache until another
+        GGUF file is opened."""
         self._tensors = {}
         self._names = []
         self._reader = None

@@ -112,9 +112,15 @@ class AlignedNames(list):
         self.skipped = list(skipped)
 
 
+def _regex(pattern: str | None, what: str) -> re.Pattern[str] | None:
+    try:
+        return None if pattern is None else re.compile(pattern)
+    except re.error as err:
+        raise ValueError(f"{what} {pattern!r} is not a valid regex: {err}") from None
+
+
 def _selected(names: list[str], include: str | None, exclude: str | None) -> list[str]:
-    inc = None if include is None else re.compile(include)
-    exc = None if exclude is None else re.compile(exclude)
+    inc, exc = _regex(include, "include"), _regex(exclude, "exclude")
     return [
         n for n in names if (inc is None or inc.search(n)) and (exc is None or not exc.search(n))
     ]
@@ -141,7 +147,7 @@ def check_alignment(
     Raises:
         MismatchError: names present in some checkpoints but not all (first 10 shown, with a count), or
             shape mismatches (`name: (a, b) vs (c, d)`), in one line.
-        ValueError: no checkpoints, or a selection that matches no name.
+        ValueError: no checkpoints, an invalid regex, or a selection that matches no name.
     """
     if not checkpoints:
         raise ValueError("check_alignment needs at least one checkpoint")
