@@ -1,0 +1,169 @@
+"""Autoregressive sampling with a KV cache: prefill the prompt, then a `lax.scan` of decode steps.
+
+Shapes: `b` batch, `p` prompt length (prompts LEFT-padded, `prompt_mask` True on real tokens), `n` new tokens,
+`v` vocabulary. One compile per (cfg, b, p, n, greedy); temperature, top-p and the EOS id are traced values.
+"""
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+from jaxtyping import ArrayLike, Bool, Float, Int
+
+from threegate.lm.config import LlamaConfig
+from threegate.lm.model import decode_step, forward_with_cache
+
+__all__ = ["GenerateOutput", "generate", "top_p_filter"]
+
+
+class GenerateOutput(NamedTuple):
+    """What `generate` returns.
+
+    Attributes:
+      tokens: int32 `[b, n]` sampled continuations (after an EOS the entries are still sampled but masked).
+      logprobs: float32 `[b, n]`, $\\log \\pi_\\theta(y_j \\mid x, y_{<j})$ of each sampled token under the model at
+        temperature 1 over the full vocabulary (not the tempered or nucleus-truncated sampling distribution) —
+        the quantity policy-gradient ratios and KL estimates need. Equals `log_probs` on the concatenated sequence.
+      mask: bool `[b, n]`, True up to and including the first EOS, False after it.
+    """
+
+    tokens: Array
+    logprobs: Array
+    mask: Array
+
+
+def top_p_filter(logits: Float[Array, "*b v"], top_p: Float[ArrayLike, ""]) -> Float[Array, "*b v"]:
+    """Keep the smallest set of most-likely tokens whose probability reaches `top_p` (nucleus); others → $-\\infty$.
+
+    A token is kept when the mass of the tokens strictly more likely than it (in sorted order) is below
+    `top_p`, so the most likely token is always kept and `top_p = 1` keeps every token of positive probability.
+    Ties at the boundary are broken by the sort order (lower id first).
+    """
+    order = jnp.argsort(-logits, axis=-1, stable=True)
+    sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
+    probs = jax.nn.softmax(sorted_logits, axis=-1)
+    mass_before = jnp.cumsum(probs, axis=-1) - probs
+    keep_sorted = mass_before < jnp.asarray(top_p, logits.dtype)
+    ranks = jnp.argsort(order, axis=-1)
+    keep = jnp.take_along_axis(keep_sorted, ranks, axis=-1)
+    return jnp.where(keep, logits, -jnp.inf)
+
+
+def _pick(logits: Array, key: Array, temperature: Array, top_p: Array, greedy: bool) -> Array:
+    if greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    tempered = logits / temperature
+    return jax.random.categorical(key, top_p_filter(tempered, top_p), axis=-1).astype(jnp.int32)
+
+
+@partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "greedy"))
+def _generate(
+    params,
+    cfg,
+    prompt_tokens,
+    prompt_mask,
+    key,
+    temperature,
+    top_p,
+    eos_id,
+    *,
+    max_new_tokens,
+    greedy,
+):
+    b, p = prompt_tokens.shape
+    logits, cache = forward_with_cache(
+        params, cfg, prompt_tokens, prompt_mask, cache_size=p + max_new_tokens
+    )
+    keys = jax.random.split(key, max_new_tokens)
+
+    def step(carry, step_key):
+        logits, cache, done = carry
+        token = _pick(logits, step_key, temperature, top_p, greedy)
+        logp = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), token[:, None], axis=-1)[
+            :, 0
+        ]
+        live = ~done
+        done = done | (token == eos_id)
+        next_logits, cache = decode_step(params, cfg, cache, token)
+        return (next_logits, cache, done), (token, logp, live)
+
+    init = (logits[:, -1], cache, jnp.zeros((b,), bool))
+    _, (tokens, logps, live) = jax.lax.scan(step, init, keys)
+    return GenerateOutput(tokens.T, logps.T, live.T)
+
+
+def generate(
+    params: dict,
+    cfg: LlamaConfig,
+    prompt_tokens: Int[ArrayLike, "b p"],
+    prompt_mask: Bool[ArrayLike, "b p"],
+    key: Array,
+    *,
+    max_new_tokens: int,
+    temperature: float | int = 1.0,
+    top_p: float | int = 1.0,
+    greedy: bool = False,
+    eos_id: int | None = None,
+) -> GenerateOutput:
+    """Sample `max_new_tokens` tokens after each (left-padded) prompt.
+
+    Token $y_j \\sim \\mathrm{softmax}(z_j / T)$ restricted to its top-p nucleus (`top_p_filter`), or
+    $y_j = \\arg\\max z_j$ when `greedy`. Decoding does not stop at EOS (shapes are static): `mask` marks the tokens
+    up to and including the first `eos_id`.
+
+    Args:
+      params, cfg: the model.
+      prompt_tokens: int `[b, p]`, left-padded; every row needs at least one real token.
+      prompt_mask: bool `[b, p]`, True on real tokens; its last column must be all True (left padding).
+      key: PRNG key (unused when greedy).
+      max_new_tokens: $n \\ge 1$; `p + n` must not exceed `cfg.max_seq_len`.
+      temperature: $T > 0$ (ignored when greedy).
+      top_p: nucleus mass in (0, 1].
+      greedy: argmax decoding.
+      eos_id: the id that ends a sequence (None: no EOS, `mask` all True).
+
+    Returns:
+      `GenerateOutput(tokens, logprobs, mask)`, each `[b, n]`.
+    """
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    if not greedy and not float(temperature) > 0:
+        raise ValueError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
+    if not 0 < float(top_p) <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    prompt_tokens = jnp.asarray(prompt_tokens)
+    prompt_mask = jnp.asarray(prompt_mask)
+    if (
+        prompt_tokens.ndim != 2
+        or prompt_mask.shape != prompt_tokens.shape
+        or prompt_mask.dtype != jnp.bool_
+    ):
+        raise TypeError(
+            f"need int prompt_tokens [b, p] and a bool prompt_mask of the same shape, got "
+            f"{prompt_tokens.dtype}{list(prompt_tokens.shape)} and {prompt_mask.dtype}{list(prompt_mask.shape)}"
+        )
+    if prompt_tokens.shape[1] + max_new_tokens > cfg.max_seq_len:
+        raise ValueError(
+            f"prompt length {prompt_tokens.shape[1]} + max_new_tokens {max_new_tokens} exceeds max_seq_len "
+            f"{cfg.max_seq_len}"
+        )
+    if not isinstance(prompt_mask, jax.core.Tracer) and not bool(
+        np.all(np.asarray(prompt_mask)[:, -1])
+    ):
+        raise ValueError("prompts must be left-padded: prompt_mask[:, -1] must be all True")
+    eos = jnp.asarray(-1 if eos_id is None else eos_id, jnp.int32)
+    return _generate(
+        params,
+        cfg,
+        prompt_tokens.astype(jnp.int32),
+        prompt_mask,
+        key,
+        jnp.asarray(temperature if not greedy else 1.0, jnp.float32),
+        jnp.asarray(top_p, jnp.float32),
+        eos,
+        max_new_tokens=max_new_tokens,
+        greedy=greedy,
+    )
