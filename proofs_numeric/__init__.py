@@ -56,9 +56,8 @@ def load(id: str) -> ModuleType:
     name = f"{__name__}.{REGISTRY[id]}"
     try:
         return importlib.import_module(name)
-    except (
-        ImportError
-    ) as err:  # ModuleNotFoundError, or a name missing from a module still being written
+    # ModuleNotFoundError, or a name missing from a module still being written
+    except ImportError as err:
         if err.name == name:
             raise CheckerMissingError(
                 f"result {id}: checker {name} is not implemented yet"

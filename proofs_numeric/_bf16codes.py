@@ -46,7 +46,7 @@ def neighbour_pairs(
     for off in offsets:
         other = base + off
         mag = other & 0x7FFF
-        keep = ((base & 0x7FFF) >> 7 == (base & 0x7FFF) >> 7) & (mag >= 0x0080) & (mag < 0x7F80)
+        keep = (mag >= 0x0080) & (mag < 0x7F80)  # finite normal (offsets may cross a binade edge)
         keep &= (other >> 15) == (base >> 15)  # same sign (offsets never wrap the sign bit)
         a.append(base[keep])
         b.append(other[keep])

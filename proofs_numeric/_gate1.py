@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from proofs_numeric._harness import Record, VerifyConfig, holds_le, jsonable
-from threegate._numerics import matmul
 from threegate.kl import gibbs_tilt, kl_categorical
 from threegate.policy import (
     TanhPolicy,
+    fisher,
     log_probs,
     logprob_hessians,
     m_projection,
@@ -141,10 +141,6 @@ class TanhSweep(NamedTuple):
     points: SweepPoint  # arrays with leading axes [n, len(BETAS)]
 
 
-def _fisher(pt_scores: np.ndarray, pi: np.ndarray) -> np.ndarray:
-    return np.einsum("ap,a,aq->pq", pt_scores, pi, pt_scores)
-
-
 @functools.lru_cache(maxsize=4)
 def tanh_sweep(config: VerifyConfig) -> TanhSweep:
     """Instances of the tanh class with kinds cycling random, random, "span" (R in the span of the scores: the
@@ -163,7 +159,7 @@ def tanh_sweep(config: VerifyConfig) -> TanhSweep:
             if kind == "span":
                 r = s @ rng.normal(size=s.shape[1])
             elif kind == "aligned":
-                r = s @ np.linalg.eigh(_fisher(s, pi))[1][:, 0]
+                r = s @ np.linalg.eigh(np.asarray(fisher(pol, th)))[1][:, 0]
             else:
                 r = rng.normal(size=s.shape[0])
             r = jnp.asarray(r / np.sqrt(pi @ (r - pi @ r) ** 2))  # unit reward variance under pi
@@ -235,9 +231,7 @@ class LinePoint(NamedTuple):
 def _line(policy, theta, direction) -> LinePoint:
     ts = jnp.asarray(STEPS, dtype=theta.dtype)
     kl = jax.vmap(lambda t: policy_kl(policy, theta + t * direction, theta))(ts)
-    s = scores(policy, theta)
-    pi = jnp.exp(log_probs(policy, theta))
-    return LinePoint(kl, matmul(s.T, pi[:, None] * s))
+    return LinePoint(kl, fisher(policy, theta))
 
 
 _line_jit = jax.jit(jax.vmap(_line))

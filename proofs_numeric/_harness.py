@@ -272,13 +272,21 @@ def rate_record(
     )
 
 
+def _worst_by_kind(records: Sequence[Record]) -> list[Record]:
+    """The worst (largest lhs/rhs) record of each instance kind, worst first."""
+    worst: dict[str, Record] = {}
+    for r in records:
+        if r.kind not in worst or r.ratio > worst[r.kind].ratio:
+            worst[r.kind] = r
+    return sorted(worst.values(), key=lambda r: r.ratio, reverse=True)
+
+
 def _form_summary(records: Sequence[Record]) -> dict[str, Any]:
     bounds = [r for r in records if r.relation != "rate"]
     claimed = [r for r in bounds if r.premise]
     bad = [r for r in claimed if not r.holds]
-    inequalities = [
-        r for r in claimed if r.relation != "=="
-    ]  # the ratio of an identity is ~1 by design
+    # the ratio of an identity is ~1 by design: the worst ratio is taken over inequalities
+    inequalities = [r for r in claimed if r.relation != "=="]
     worst = max(inequalities or claimed, key=lambda r: r.ratio, default=None)
     identities = [r for r in claimed if r.relation == "=="]
     worst_bad = max(bad, key=lambda r: r.ratio, default=None)
@@ -290,6 +298,7 @@ def _form_summary(records: Sequence[Record]) -> dict[str, Any]:
         "worst": worst,
         "violations": len(bad) + sum(not r.holds for r in rates if r.premise),
         "worst_violation": worst_bad,
+        "worst_violation_by_kind": _worst_by_kind(bad),
         "identity_max_abs_dev": max((abs(r.lhs - r.rhs) for r in identities), default=None),
         "premise_false": len(premise_false),
         "premise_false_failures": sum(not r.holds for r in premise_false),
@@ -337,8 +346,9 @@ def summarize(
 
     Status: the paper form holds on every premise-true instance (and its rates fit) → "holds" ("exact") or
     "holds-asymptotically" ("asymptotic"); it fails somewhere but a corrected form exists, has instances and holds
-    on all of them → "violated-as-stated", with the worst counter-example and a `corrected` entry; anything else that
-    fails → "violated". `statement`, `kind`, `statement_corrected` default to the registered module's.
+    on all of them → "violated-as-stated", with the worst counter-example (`counter_example`; the worst of each
+    instance kind in `counter_examples_by_kind`, worst first) and a `corrected` entry; anything else that fails →
+    "violated". `statement`, `kind`, `statement_corrected` default to the registered module's.
     """
     if not records:
         raise ValueError(f"result {id}: no records to summarize")
@@ -398,4 +408,7 @@ def summarize(
         }
     if status in ("violated-as-stated", "violated"):
         out["counter_example"] = _instance_of(paper["worst_violation"])
+        out["counter_examples_by_kind"] = [
+            _instance_of(r) for r in paper["worst_violation_by_kind"]
+        ]
     return jsonable(out)

@@ -22,7 +22,6 @@ import numpy as np
 
 from proofs_numeric import _gate2 as g2
 from proofs_numeric._harness import Record, VerifyConfig, holds_le, rate_record
-from threegate._numerics import tol
 from threegate.spectral import leash_check, spectral_gap, wedin_check
 
 __all__ = [
@@ -158,21 +157,9 @@ def chain_curvature(
     """A KL-budget setting for `inst`: $S_W$ `[mn, mn]` and the tight budget $\\delta_W=\\tfrac12 v^\\top S_W v$.
 
     Adversarial/extremal instances get $S_W=\\mu I$ (the leash is then exactly $\\|\\Delta W\\|_F$); random ones a
-    random SPD $S_W$ with $\\lambda_{\\min}=\\mu$.
+    random SPD $S_W$ with $\\lambda_{\\min}=\\mu$ (`_gate2.leash_setting`).
     """
-    p = inst.dw.size
-    mu = float(rng.uniform(0.5, 2.0))
-    if inst.kind == "random":
-        s_w = g2.budget_curvature(rng, p, mu)
-    else:
-        s_w = mu * np.eye(p)
-    v = inst.dw.reshape(-1)
-    delta = 0.5 * float(v @ s_w @ v) * (1 + tol(np.float64, p))  # tight, up to one rounding slack
-    return (
-        s_w,
-        delta,
-        {"mu_W": mu, "delta_W": delta, "S_W": "mu I" if inst.kind != "random" else "SPD"},
-    )
+    return g2.leash_setting(rng, inst.dw, tight=True, iso=inst.kind != "random")
 
 
 def chainable(inst: Instance, n_random_chained: int, config: VerifyConfig) -> bool:

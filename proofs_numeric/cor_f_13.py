@@ -11,16 +11,18 @@ projector distance is 1 while the bound is $<1$ (ratio up to $\\sqrt2$). Correct
 $\\ell<\\gamma_k$, which holds on every instance.
 
 Records: per `_wedin` instance, the identity (relation "==", U and V, from `projector_check`) and the bound in both
-forms (KL budget from `_wedin.chain_curvature`, leash from `leash_check`); slope 1 of the distance in ε.
+forms (KL budget from `_wedin.chain_curvature`, leash from `leash_check`); slope 1 of the distance in ε. Premise
+removed: $\\gamma_k=0$ ($W_0=I_2$), where a $10^{-8}$ perturbation turns the projector by 22.5°, far beyond the
+leash itself (no bound $C\\ell$ holds).
 """
 
 import jax
 import numpy as np
 
 from proofs_numeric import _wedin
-from proofs_numeric._harness import Record, VerifyConfig, holds_eq
+from proofs_numeric._harness import Record, VerifyConfig, holds_eq, holds_le
 from proofs_numeric._wedin import chain_records, first_order_rate
-from threegate.spectral import projector_check
+from threegate.spectral import leash_check, projector_check
 
 ID = "F.13"
 STATEMENT = "||U0 U0^T - U+ U+^T||_2 = ||sin Theta(U0, U+)||_2 <= sqrt(2 delta_W/mu_W)/gamma_k (and for V_k)"
@@ -44,5 +46,12 @@ def run(config: VerifyConfig) -> list[Record]:
                 out.append(Record(ID, "corrected", "identity", info, lhs, rhs, "==", True, ok))
             if inst.kind != "edge":
                 out += chain_records(ID, inst, float(np.max(chk.lhs)), rng)
+            else:  # gamma = 0: no bound C * leash holds; show it with C = 1 in place of 1/gamma_k
+                s_w, delta, meta = _wedin.chain_curvature(inst, rng)
+                lhs = float(np.max(chk.lhs))
+                leash = float(leash_check(inst.dw, s_w, np.float64(delta)).rhs[0])
+                info = inst.info | meta | {"shape": list(inst.w0.shape), "bound": "leash (C = 1)"}
+                ok = holds_le(lhs, leash, np.float64, size)
+                out.append(Record(ID, "paper", "edge", info, lhs, leash, "<=", False, ok))
         out.append(first_order_rate(ID, config))
     return out

@@ -111,9 +111,8 @@ def _random(config: VerifyConfig) -> list[Record]:
 
 
 def _successor_scan() -> list[Record]:
-    codes = np.arange(
-        0x0080, 0x7F7F, dtype=np.uint16
-    )  # every positive normal code with a finite successor
+    # every positive normal code with a finite successor
+    codes = np.arange(0x0080, 0x7F7F, dtype=np.uint16)
     x, y = bc.values(codes), bc.values(codes + 1)
     rel = (y - x) / y
     n_eq = int(np.sum(rel == REL))

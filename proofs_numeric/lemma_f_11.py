@@ -25,9 +25,7 @@ ID = "F.11"
 STATEMENT = (
     "||sin Theta(U_k(W0), U_k(W+))||_2 <= ||dW||_2/gamma_k, same for V_k (Wedin, unperturbed gap)"
 )
-STATEMENT_CORRECTED = (
-    "||sin Theta(U_k), sin Theta(V_k)||_2 <= ||dW||_2/(gamma_k - ||dW||_2) when ||dW||_2 < gamma_k"
-)
+STATEMENT_CORRECTED = "||sin Theta(U_k(W0), U_k(W+))||_2 <= ||dW||_2/(gamma_k - ||dW||_2), same for V_k, when ||dW||_2 < gamma_k"
 KIND = "exact"
 
 

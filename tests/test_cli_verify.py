@@ -46,6 +46,12 @@ def test_verify_only_writes_jsonl_and_errata(tmp_path, capsys):
     header = out.splitlines()[0].split()
     assert header[:3] == ["id", "result", "inst"] and header[-1] == "status"
     assert "Table 5, M_princ: reported Avg 55.44" in out
+    # the table shortens statements; the full ones (and E.1's corrected form) follow it, wrapped
+    flat = " ".join(out.split())
+    e1 = proofs_numeric.load("E.1")
+    assert " ".join(e1.STATEMENT.split()) in flat
+    assert "corrected: " + " ".join(e1.STATEMENT_CORRECTED.split()) in flat
+    assert " ".join(proofs_numeric.load("3.4").STATEMENT.split()) in flat
     assert "verify [1/2] E.1" in err and "verify [2/2] 3.4" in err
 
 

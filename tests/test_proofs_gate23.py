@@ -28,7 +28,7 @@ EXPECTED = {
     "F.13": "violated-as-stated",
 }
 #: results with a premise-removed instance on which the conclusion visibly fails
-PREMISE_REMOVED = ("3.3", "3.4", "3.5", "E.2", "E.3", "E.4", "F.10", "F.11", "F.12")
+PREMISE_REMOVED = ("3.3", "3.4", "3.5", "E.2", "E.3", "E.4", "F.10", "F.11", "F.12", "F.13")
 #: results with an extremal instance (ratio >= 0.9) in the paper form, or in the corrected form (Wedin)
 TIGHT = ("3.4", "3.5", "3.6", "E.1", "E.2", "F.10", "F.12")
 TIGHT_CORRECTED = ("3.3", "F.11")
@@ -107,6 +107,11 @@ def test_two_by_two_counter_example_matches_the_digest_and_scales_as_eps_cubed()
         assert r.lhs == pytest.approx(_sin_top1_scipy(w0, w0 + dw), rel=1e-10)
         if eps <= 0.1:  # excess ~ eps^3 / 2 (higher orders still show at 0.3)
             assert (r.lhs - r.rhs) / eps**3 == pytest.approx(0.5, rel=0.05)
+    # the O(eps^3) family is reported beside the order-one swap, with its exact instance
+    by_kind = {c["kind"]: c for c in verdict("3.3")["counter_examples_by_kind"]}
+    assert by_kind["adversarial"]["ratio"] == pytest.approx(1 / 0.55)
+    assert by_kind["extremal"]["instance"]["family"] == "2x2 rotation"
+    assert by_kind["extremal"]["ratio"] == pytest.approx(1.054, abs=5e-4)
     rates = {r.rhs: r for r in tiny("3.3") if r.kind == "rate"}
     assert rates[3.0].lhs == pytest.approx(3.0, abs=0.2) and rates[3.0].holds
     assert rates[1.0].lhs == pytest.approx(1.0, abs=0.05) and rates[1.0].holds
@@ -138,9 +143,8 @@ def test_eta_rule_breaks_at_2_pow_minus_8():
     out = [r for r in tiny("E.4") if not r.premise and r.instance.get("check") == "iff"]
     by_eta = {r.instance["eta"]: r for r in out}
     assert by_eta[2.0**-8].instance["disagreements"] == 2 * 253 and not by_eta[2.0**-8].holds
-    assert by_eta[
-        2.0**-8 * (1 - 2.0**-10)
-    ].holds  # the true threshold is 2^-8, not the paper's 2^-9
+    # the true threshold is 2^-8, not the paper's 2^-9
+    assert by_eta[2.0**-8 * (1 - 2.0**-10)].holds
 
 
 def test_realization_ties_and_binade_edges_are_where_iff_needs_approx():
@@ -149,9 +153,8 @@ def test_realization_ties_and_binade_edges_are_where_iff_needs_approx():
     )
     assert rec.lhs == 0 and rec.holds
     assert rec.extra["tie_realized"] == 2 * 2 * 64  # odd mantissas, both signs, both directions
-    assert (
-        rec.extra["edge_toward_zero_realized_below_half_ulp"] == 2 * 16
-    )  # |w| = 1, j = 17..32 of 64
+    # |w| = 1, j = 17..32 of 64
+    assert rec.extra["edge_toward_zero_realized_below_half_ulp"] == 2 * 16
     assert rec.extra["realized_below_half_ulp_min_ratio"] == pytest.approx(0.5, abs=1e-4)
 
 

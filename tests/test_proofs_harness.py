@@ -121,6 +121,9 @@ def test_summarize_violated_as_stated_reports_worst_counter_example():
     assert s["max_ratio_by_kind"] == pytest.approx(
         {"random": 0.5, "adversarial": 1.2, "extremal": 1.05}
     )
+    by_kind = s["counter_examples_by_kind"]
+    assert [c["kind"] for c in by_kind] == ["adversarial", "extremal"]
+    assert [c["ratio"] for c in by_kind] == pytest.approx([1.2, 1.05])
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float, Int
 
-from threegate._numerics import matmul, tol
+from threegate._numerics import MATMUL_PRECISION, matmul, tol
 from threegate._types import BoundCheck
 from threegate.kl import check_logits, kl_categorical
 
@@ -55,7 +55,7 @@ def ar_kl_exact(p_logits: Float[ArrayLike, "T N N"], q_logits: Float[ArrayLike, 
 
     def step(m, xs):
         kl_t, tr_t = xs
-        return matmul(m, tr_t), jnp.dot(m, kl_t, precision="highest")
+        return matmul(m, tr_t), jnp.dot(m, kl_t, precision=MATMUL_PRECISION)
 
     m0 = jnp.zeros((n_tok,), p.dtype).at[0].set(1)
     _, per_step = jax.lax.scan(step, m0, (step_kl, trans))

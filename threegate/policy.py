@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 from jaxtyping import Array, Bool, Float, Int
 
-from threegate._numerics import eps, matmul, tol
+from threegate._numerics import MATMUL_PRECISION, eps, matmul, tol
 from threegate.kl import kl_categorical
 
 #: Smallest Levenberg–Marquardt damping after a rejected step (relative to an O(1) Hessian).
@@ -137,7 +137,7 @@ def expected_neg_hessian(
 ) -> Float[Array, "p p"]:
     """$H_q(\\theta)=-\\mathbb E_{y\\sim q}[\\nabla^2\\log\\pi_\\theta(y)]$ for $q$ = softmax(`target_logits`) (Lemma F.4)."""
     q = jax.nn.softmax(jnp.asarray(target_logits))
-    return -jnp.einsum("a,aij->ij", q, logprob_hessians(policy, theta), precision="highest")
+    return -jnp.einsum("a,aij->ij", q, logprob_hessians(policy, theta), precision=MATMUL_PRECISION)
 
 
 def fisher_hessian_form(policy, theta: Float[ArrayLike, " p"]) -> Float[Array, "p p"]:
@@ -157,7 +157,7 @@ def logprob_hessian_bound(policy, theta: Float[ArrayLike, " p"]) -> Float[Array,
 def kl_quadratic(fisher_matrix: Float[ArrayLike, "p p"], delta: Float[ArrayLike, " p"]) -> Array:
     """The quadratic model $\\tfrac12\\Delta^\\top F\\Delta$ of $D_{KL}(\\pi_{\\theta+\\Delta}\\|\\pi_\\theta)$ (Lemma F.5)."""
     d = jnp.asarray(delta)
-    return 0.5 * jnp.dot(d, matmul(jnp.asarray(fisher_matrix), d), precision="highest")
+    return 0.5 * jnp.dot(d, matmul(jnp.asarray(fisher_matrix), d), precision=MATMUL_PRECISION)
 
 
 def policy_kl(policy, theta_a: Float[ArrayLike, " p"], theta_b: Float[ArrayLike, " p"]) -> Array:
@@ -170,7 +170,7 @@ def cross_entropy(
 ) -> Array:
     """$-\\mathbb E_{y\\sim q}[\\log\\pi_\\theta(y)]=D_{KL}(q\\|\\pi_\\theta)+H(q)$, the M-projection objective (Lemma F.3)."""
     q = jax.nn.softmax(jnp.asarray(target_logits))
-    return -jnp.dot(q, log_probs(policy, theta), precision="highest")
+    return -jnp.dot(q, log_probs(policy, theta), precision=MATMUL_PRECISION)
 
 
 class MProjection(NamedTuple):
@@ -261,9 +261,9 @@ def pg_objective(
     """
     r = jnp.asarray(reward)
     pi_t = jnp.exp(log_probs(policy, theta_t))
-    adv = r - jnp.dot(pi_t, r, precision="highest")
+    adv = r - jnp.dot(pi_t, r, precision=MATMUL_PRECISION)
     pi = jnp.exp(log_probs(policy, theta))
-    return -jnp.dot(pi, adv, precision="highest")
+    return -jnp.dot(pi, adv, precision=MATMUL_PRECISION)
 
 
 def frozen_surrogate(
@@ -280,8 +280,8 @@ def frozen_surrogate(
     r = jnp.asarray(reward)
     lp_t = log_probs(policy, theta_t)
     pi_t = jnp.exp(lp_t)
-    adv = r - jnp.dot(pi_t, r, precision="highest")
-    return -jnp.dot(pi_t, adv * (log_probs(policy, theta) - lp_t), precision="highest")
+    adv = r - jnp.dot(pi_t, r, precision=MATMUL_PRECISION)
+    return -jnp.dot(pi_t, adv * (log_probs(policy, theta) - lp_t), precision=MATMUL_PRECISION)
 
 
 def pg_loss_onpolicy(
@@ -299,7 +299,7 @@ def pg_loss_onpolicy(
     r = jnp.asarray(reward)
     lp_t = log_probs(policy, theta_t)
     pi_t = jnp.exp(lp_t)
-    adv = r - jnp.dot(pi_t, r, precision="highest")
+    adv = r - jnp.dot(pi_t, r, precision=MATMUL_PRECISION)
     lp = log_probs(policy, theta)
-    shift = jnp.dot(pi_t, adv * lp_t, precision="highest")
-    return -jnp.dot(jnp.exp(lp), adv * lp, precision="highest") + shift
+    shift = jnp.dot(pi_t, adv * lp_t, precision=MATMUL_PRECISION)
+    return -jnp.dot(jnp.exp(lp), adv * lp, precision=MATMUL_PRECISION) + shift

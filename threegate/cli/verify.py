@@ -1,7 +1,8 @@
 """`threegate verify [--only ID ...] [--size tiny|default|large] [--seed N] [--out DIR]`: the theorem checker.
 
 Runs the checker of each numbered result of arXiv 2511.08567 (`proofs_numeric.REGISTRY`), prints one row per result
-and the errata, and with `--out` writes DIR/verify.jsonl (one object per result, appended as soon as it finishes)
+(statements shortened), the full statement of each result (and its corrected form, where the paper's fails) and the
+errata, and with `--out` writes DIR/verify.jsonl (one object per result, appended as soon as it finishes)
 and DIR/errata.json. Exit status: 0 when every result is "holds", "holds-asymptotically" or "violated-as-stated"
 (a known erratum whose corrected form holds); 1 when a result that must hold is violated; 2 for bad arguments or
 results whose checker is missing.
@@ -10,11 +11,12 @@ results whose checker is missing.
 import argparse
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_table", "register", "run"]
+__all__ = ["format_statements", "format_table", "register", "run"]
 
 _HELP = """Check all 24 numbered results of "The Path Not Taken" (arXiv 2511.08567) numerically, in float64.
 
@@ -23,6 +25,7 @@ holds / holds-asymptotically / violated-as-stated (the paper's form fails, a cor
 counter-example is reported) / violated (a real failure: exit status 1)."""
 
 _STATEMENT_WIDTH = 58
+_TEXT_WIDTH = 118
 
 
 def register(subparsers) -> None:
@@ -107,6 +110,27 @@ def format_table(summaries: list[dict[str, Any]]) -> str:
     return "\n".join([line(head), line(tuple("-" * w for w in widths)), *map(line, rows)])
 
 
+def format_statements(summaries: list[dict[str, Any]], width: int = _TEXT_WIDTH) -> str:
+    """The full statement of every row (the table truncates them), with the corrected form where there is one."""
+    lines = []
+    pad = max((len(s["id"]) for s in summaries), default=0) + 2
+    for s in summaries:
+        entries = [("", s.get("statement", ""))]
+        corrected = s.get("corrected") or {}
+        if corrected.get("statement"):
+            entries.append(("corrected: ", corrected["statement"]))
+        for i, (label, text) in enumerate(entries):
+            first = (s["id"] if i == 0 else "").ljust(pad) + label
+            lines += textwrap.wrap(
+                text,
+                width,
+                initial_indent=first,
+                subsequent_indent=" " * (pad + len(label)),
+                break_on_hyphens=False,
+            )
+    return "\n".join(lines)
+
+
 def _errata_lines(tables: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> list[str]:
     lines = []
     for e in tables:
@@ -121,12 +145,16 @@ def _errata_lines(tables: list[dict[str, Any]], summaries: list[dict[str, Any]])
                 f"{e['mean_of_4']:.6g} (within one unit of the last digit)"
             )
     for s in summaries:
-        ce = s.get("counter_example")
-        if s["status"] == "violated-as-stated" and ce:
+        examples = s.get("counter_examples_by_kind") or [s.get("counter_example")]
+        if s["status"] != "violated-as-stated" or not examples[0]:
+            continue
+        lines.append(
+            f"  {s['id']}: violated as stated; worst counter-example of each instance kind:"
+        )
+        for ce in examples:
             lines.append(
-                f"  {s['id']}: violated as stated, worst lhs/rhs {_fmt(ce['ratio'])} "
-                f"({ce['lhs']:.6g} {ce['relation']} {ce['rhs']:.6g} fails) on {ce['kind']} instance "
-                f"{json.dumps(ce['instance'], separators=(',', ':'))}"
+                f"    {ce['kind']}: lhs/rhs {_fmt(ce['ratio'])} ({ce['lhs']:.6g} {ce['relation']} "
+                f"{ce['rhs']:.6g} fails) on {json.dumps(ce['instance'], separators=(',', ':'))}"
             )
     return lines
 
@@ -186,6 +214,9 @@ def run(args: argparse.Namespace) -> int:
             jsonl.close()
     tables = table_errata()
     print(format_table(summaries))
+    if summaries:
+        print("\nstatements (as the paper states them; corrected form where the paper's fails):")
+        print(format_statements(summaries))
     lines = _errata_lines(tables, summaries)
     if lines:
         print("\nerrata:")
@@ -201,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
                 "id": s["id"],
                 "statement": s["statement"],
                 "counter_example": s.get("counter_example"),
+                "counter_examples_by_kind": s.get("counter_examples_by_kind"),
                 "corrected": s.get("corrected"),
             }
             for s in summaries
