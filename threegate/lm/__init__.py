@@ -4,6 +4,8 @@ Nothing runs at import (the GGUF reader is imported inside `load_smollm2`).
 """
 
 from threegate.lm.config import LlamaConfig as LlamaConfig
+from threegate.lm.fit import evaluate as evaluate
+from threegate.lm.fit import fit as fit
 from threegate.lm.model import KVCache as KVCache
 from threegate.lm.model import decode_step as decode_step
 from threegate.lm.model import forward as forward
@@ -16,3 +18,5 @@ from threegate.lm.sample import generate as generate
 from threegate.lm.sample import top_p_filter as top_p_filter
 from threegate.lm.smollm2 import load_smollm2 as load_smollm2
 from threegate.lm.tokenizer import Tokenizer as Tokenizer
+from threegate.lm.train import TrainConfig as TrainConfig
+from threegate.lm.train import make_train as make_train

@@ -1,0 +1,470 @@
+"""One training loop for the RL lab: SFT and RLVR (GRPO, DAPO, REINFORCE++) on a JAX Llama, in mixed precision.
+
+Mixed precision (what the paper's verl/FSDP runs did, App. C.1): the optimizer holds float32 MASTER weights and
+float32 Adam moments; the model is STORED in bf16 and every forward pass (rollouts, log-probs, losses) sees
+$\\theta_{bf16}=\\mathrm{bf16}(\\theta_{master})$. Each gradient update computes $g=\\nabla L$ in float32 at the stored
+point ($\\nabla_\\theta L(\\theta)|_{\\theta=\\mathrm{f32}(\\theta_{bf16})}$), applies clipping and AdamW to the master
+in float32, then re-rounds: $\\theta_{bf16}\\leftarrow\\mathrm{bf16}(\\theta_{master})$ (round to nearest even). So the
+$\\|\\Delta W\\|$ *realised in bf16* — what checkpoints hold and what Gate III (Cor 3.6) acts on — is the master
+drift filtered by rounding: a coordinate whose accumulated master change stays below about half a bf16 ULP keeps
+its stored bits, and the logged `sparsity` counts exactly those (bitwise, vs step 0).
+
+Sparse fine-tuning: a fixed boolean mask per linear weight (M8/M9 masks of `threegate.masks`, built from $W_0$)
+zeroes the gradient AND the update, AdamW's decoupled weight decay included, so masked entries of both the master
+and the stored bf16 weights stay bitwise unchanged. Adapters (`threegate.lm.adapters`): the master holds the LoRA
+/ PiSSA factors, the base is frozen, and forward passes use the merged weights.
+
+Shapes: `P` prompts per step, `G` completions per prompt, `B = P·G` sequences (prompt-major), prompt length `T`,
+`N` generated tokens. The step functions are pure (`make_train`), jitted once; `fit` is the host driver that adds
+logging, checkpoints and (for the SmolLM2 text task) the host-side verifier.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from threegate.lm.adapters import AdapterConfig, merge
+from threegate.lm.config import LlamaConfig
+from threegate.lm.losses import (
+    batch_normalized_advantages,
+    clipped_pg_loss,
+    dynamic_sampling_mask,
+    group_advantages,
+    masked_mean,
+    sft_loss,
+)
+from threegate.lm.model import forward
+from threegate.lm.sparse import build_masks, is_linear_name, unchanged_fraction
+
+__all__ = [
+    "ALGOS",
+    "MASK_KINDS",
+    "STORED_DTYPE",
+    "Batch",
+    "Frozen",
+    "TrainConfig",
+    "TrainFns",
+    "TrainState",
+    "build_masks",
+    "host_metrics",
+    "is_linear_name",
+    "make_train",
+    "train_seeds",
+]
+
+ALGOS = ("sft", "grpo", "dapo", "reinforce")
+MASK_KINDS = ("principal", "nonprincipal", "low", "safe", "random")
+STORED_DTYPE = jnp.bfloat16
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run (hashable, so it is a static jit argument).
+
+    Attributes:
+      algo: "sft" (cross-entropy on reference answers), "grpo", "dapo" or "reinforce" (REINFORCE++).
+      steps: outer steps (one rollout batch each).
+      lr, b1, b2, adam_eps, weight_decay: AdamW on the float32 master (paper: constant lr, β=(0.9, 0.999)).
+      max_grad_norm: global-norm gradient clip (None = off; verl's default is 1.0).
+      prompts_per_step: P; SFT uses P problems per step (and G = 1 monitoring sample each).
+      group_size: G completions per prompt (RL; ≥ 2).
+      epochs, minibatches: PPO inner loop, `epochs·minibatches` gradient updates per step over minibatches of
+        `P/minibatches` prompts (paper: 4 updates per step).
+      eps_low, eps_high: clip range; `eps_high=None` means 0.28 for DAPO (clip-higher) and `eps_low` otherwise.
+      beta, kl_estimator: reference-KL penalty $\\beta$ and its per-token estimator ("k1" or "k3").
+      temperature, top_p: rollout sampling (log-probs use the same temperature).
+      mask, mask_alpha, mask_rank: sparse fine-tuning mask (None = dense): "principal" (train $M_{princ}$ only),
+        "nonprincipal" ($M_{princ}^c$), "low" ($M_{low}$), "safe" ($M_{low}\\cup M_{princ}^c$), "random" (same
+        per-layer count as "safe"); α and the SVD rank k of M8 (clipped to the matrix size).
+      adapter: LoRA/PiSSA configuration (None = full fine-tuning).
+      seed: the run's seed; same seed ⇒ identical logs.
+    """
+
+    algo: Literal["sft", "grpo", "dapo", "reinforce"] = "grpo"
+    steps: int = 50
+    lr: float = 1e-5
+    b1: float = 0.9
+    b2: float = 0.999
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.01
+    max_grad_norm: float | None = 1.0
+    prompts_per_step: int = 8
+    group_size: int = 8
+    epochs: int = 1
+    minibatches: int = 4
+    eps_low: float = 0.2
+    eps_high: float | None = None
+    beta: float = 0.0
+    kl_estimator: Literal["k1", "k3"] = "k3"
+    temperature: float = 1.0
+    top_p: float = 1.0
+    mask: Literal["principal", "nonprincipal", "low", "safe", "random"] | None = None
+    mask_alpha: float = 0.5
+    mask_rank: int = 16
+    adapter: AdapterConfig | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")
+        if self.steps < 0 or self.lr <= 0 or self.prompts_per_step < 1:
+            raise ValueError("need steps >= 0, lr > 0 and prompts_per_step >= 1")
+        if self.algo != "sft" and self.group_size < 2:
+            raise ValueError(f"RL needs group_size >= 2, got {self.group_size}")
+        if self.epochs < 1 or self.minibatches < 1 or self.prompts_per_step % self.minibatches:
+            raise ValueError(
+                f"minibatches={self.minibatches} must divide prompts_per_step={self.prompts_per_step}"
+            )
+        if self.mask is not None and self.mask not in MASK_KINDS:
+            raise ValueError(f"mask must be one of {MASK_KINDS}, got {self.mask!r}")
+        if self.mask is not None and self.adapter is not None:
+            raise ValueError("choose a sparse mask or an adapter, not both")
+        if self.kl_estimator not in ("k1", "k3"):
+            raise ValueError(f"kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
+        if not 0 < self.mask_alpha <= 1 or self.mask_rank < 1:
+            raise ValueError("need 0 < mask_alpha <= 1 and mask_rank >= 1")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError("need temperature > 0 and 0 < top_p <= 1")
+
+    @property
+    def clip_high(self) -> float:
+        if self.eps_high is not None:
+            return self.eps_high
+        return 0.28 if self.algo == "dapo" else self.eps_low
+
+    @property
+    def normalization(self) -> Literal["sequence", "token"]:
+        """GRPO averages per sequence; DAPO and REINFORCE++ per token."""
+        return "sequence" if self.algo == "grpo" else "token"
+
+    @property
+    def group(self) -> int:
+        return 1 if self.algo == "sft" else self.group_size
+
+    @property
+    def updates_per_step(self) -> int:
+        return self.epochs * self.minibatches
+
+
+class TrainState(NamedTuple):
+    """What changes during training.
+
+    Attributes:
+      master: float32 trainable pytree (the full params dict, or `{name: LoraPair}` with an adapter).
+      stored: `master` rounded to bf16: what forward passes and checkpoints use.
+      opt_state: optax AdamW state (float32).
+      step: int32 scalar, completed outer steps.
+    """
+
+    master: Any
+    stored: Any
+    opt_state: Any
+    step: jax.Array
+
+
+class Frozen(NamedTuple):
+    """Constant inputs of the step functions (passed as arguments, never closed over, so they are not baked
+    into compiled code).
+
+    Attributes:
+      ref: the base model as stored at step 0 (bf16 full params): the KL reference and the sparsity baseline.
+      base: the frozen float32 params under an adapter ($W_0$ or PiSSA's residual), else None.
+      masks: `{name: bool [m, n]}` trainable entries of masked weights (others fully trainable), or None.
+    """
+
+    ref: dict
+    base: dict | None
+    masks: dict | None
+
+
+class Batch(NamedTuple):
+    """One step's data. `targets` are the SFT reference answers (for RL they repeat `completion`)."""
+
+    prompts: jax.Array  # [B, T] int32
+    prompt_mask: jax.Array  # [B, T] bool
+    completion: jax.Array  # [B, N] int32 (sampled from the stored policy)
+    completion_mask: jax.Array  # [B, N] bool
+    rewards: jax.Array  # [B] float32
+    correct: jax.Array  # [B] bool
+    targets: jax.Array  # [B, A] int32
+    target_mask: jax.Array  # [B, A] bool
+
+
+class TrainFns(NamedTuple):
+    """The pure functions of a run (see `make_train`)."""
+
+    init: Any
+    effective: Any
+    rollout: Any
+    update: Any
+    step: Any
+    train: Any
+
+
+def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    adamw = optax.adamw(cfg.lr, cfg.b1, cfg.b2, cfg.adam_eps, weight_decay=cfg.weight_decay)
+    if cfg.max_grad_norm is None:
+        return adamw
+    return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), adamw)
+
+
+def _to_stored(tree):
+    return jax.tree.map(lambda x: x.astype(STORED_DTYPE), tree)
+
+
+def _upcast(tree):
+    return jax.tree.map(lambda x: x.astype(jnp.float32), tree)
+
+
+def _completion_logits(params, mcfg, prompts, pmask, completion, cmask, temperature):
+    """Logits `[B, N, V]` (divided by the temperature) that predict each completion token."""
+    t = prompts.shape[1]
+    full = jnp.concatenate([prompts, completion], axis=1)
+    fmask = jnp.concatenate([pmask, cmask], axis=1)
+    logits = forward(params, mcfg, full, mask=fmask)
+    return logits[:, t - 1 : -1] / temperature
+
+
+def _token_logp(logits, tokens):
+    lp = jax.nn.log_softmax(logits, axis=-1)
+    return jnp.take_along_axis(lp, tokens[:, :, None], axis=-1)[:, :, 0], lp
+
+
+def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
+    """Pure step functions of a run, purejaxrl-style.
+
+    Returns `TrainFns` with:
+      init(params0, key) -> (TrainState, Frozen): master = float32(params0) (or adapters), stored = bf16(master).
+      effective(state, frozen) -> params: the full params the model runs with.
+      rollout(state, frozen, prompts, prompt_mask, key) -> GenerateOutput.
+      update(state, frozen, batch, key) -> (state, metrics): log-probs, KL/entropy metrics on the batch's samples,
+        advantages, then `epochs·minibatches` masked AdamW updates in a `lax.scan`.
+      step(state, frozen, key) -> (state, metrics): sample problems, roll out, verify, update (jnp tasks only,
+        i.e. `CharTask`; None for a host-side verifier).
+      train(params0, key) -> (state, metrics[steps]): `init` then `lax.scan(step)`; `jax.vmap` it over keys to run
+        several seeds at once (`train_seeds`).
+    """
+    from threegate.lm.sample import generate
+
+    opt = _optimizer(cfg)
+    g = cfg.group
+    n_new = task.answer_len
+    eos = task.eos_id
+    adapter = cfg.adapter
+
+    def init(params0, key):
+        k_mask, k_adapter = jax.random.split(key)
+        ref = _to_stored(params0)
+        if adapter is None:
+            # a fresh copy: the jitted driver donates the state's buffers, never the caller's params0
+            master = jax.tree.map(lambda x: jnp.array(x, jnp.float32, copy=True), params0)
+            base = None
+        else:
+            from threegate.lm.adapters import init_adapters
+
+            base, master = init_adapters(params0, adapter, k_adapter, STORED_DTYPE)
+        masks = build_masks(cfg, params0, k_mask)
+        with jax.numpy_dtype_promotion("standard"):
+            opt_state = opt.init(master)
+        state = TrainState(master, _to_stored(master), opt_state, jnp.zeros((), jnp.int32))
+        return state, Frozen(ref, base, masks)
+
+    def run_params(stored32, frozen):
+        """Full float32-computed params from (upcast) trainables."""
+        if adapter is None:
+            return stored32
+        return merge(frozen.base, stored32, adapter.scale)
+
+    def effective(state, frozen):
+        if adapter is None:
+            return state.stored
+        return run_params(_upcast(state.stored), frozen)
+
+    def rollout(state, frozen, prompts, prompt_mask, key):
+        return generate(
+            effective(state, frozen),
+            mcfg,
+            prompts,
+            prompt_mask,
+            key,
+            max_new_tokens=n_new,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            greedy=False,
+            eos_id=eos,
+        )
+
+    def sample_metrics(state, frozen, b: Batch):
+        """Token-wise KL to the base (M14: k1, k3 and exact), entropy, on the on-policy samples."""
+        logits = _completion_logits(
+            effective(state, frozen),
+            mcfg,
+            b.prompts,
+            b.prompt_mask,
+            b.completion,
+            b.completion_mask,
+            cfg.temperature,
+        )
+        ref_logits = _completion_logits(
+            frozen.ref,
+            mcfg,
+            b.prompts,
+            b.prompt_mask,
+            b.completion,
+            b.completion_mask,
+            cfg.temperature,
+        )
+        logp, lp_all = _token_logp(logits, b.completion)
+        logp_ref, lq_all = _token_logp(ref_logits, b.completion)
+        p_all = jnp.exp(lp_all)
+        m = b.completion_mask
+        from threegate.kl import kl_k1, kl_k3
+
+        metrics = {
+            "reward": jnp.mean(b.rewards),
+            "accuracy": jnp.mean(b.correct.astype(jnp.float32)),
+            "kl_k1": masked_mean(kl_k1(logp, logp_ref), m),
+            "kl_k3": masked_mean(kl_k3(logp, logp_ref), m),
+            "kl_exact": masked_mean(jnp.sum(p_all * (lp_all - lq_all), axis=-1), m),
+            "entropy": masked_mean(-jnp.sum(p_all * lp_all, axis=-1), m),
+            "response_len": jnp.mean(jnp.sum(m, axis=1).astype(jnp.float32)),
+            "gen_tokens": jnp.sum(m).astype(jnp.float32),
+        }
+        return metrics, logp, logp_ref
+
+    def advantages(rewards):
+        r = rewards.reshape(-1, g)
+        if cfg.algo == "reinforce":
+            return batch_normalized_advantages(rewards), jnp.ones_like(rewards)
+        adv = group_advantages(r).reshape(-1)
+        if cfg.algo == "dapo":
+            keep = jnp.repeat(dynamic_sampling_mask(r), g).astype(rewards.dtype)
+            return adv, keep
+        return adv, jnp.ones_like(rewards)
+
+    def loss_fn(train32, frozen, mb, logp_old, logp_ref, adv, keep):
+        params = run_params(train32, frozen)
+        if cfg.algo == "sft":
+            logits = _completion_logits(
+                params, mcfg, mb.prompts, mb.prompt_mask, mb.targets, mb.target_mask, 1.0
+            )
+            logp, _ = _token_logp(logits, mb.targets)
+            loss = sft_loss(logp, mb.target_mask)
+            return loss, jnp.zeros((), jnp.float32)
+        logits = _completion_logits(
+            params,
+            mcfg,
+            mb.prompts,
+            mb.prompt_mask,
+            mb.completion,
+            mb.completion_mask,
+            cfg.temperature,
+        )
+        logp, _ = _token_logp(logits, mb.completion)
+        out = clipped_pg_loss(
+            logp,
+            logp_old,
+            jnp.broadcast_to(adv[:, None], logp.shape),
+            mb.completion_mask,
+            eps_low=cfg.eps_low,
+            eps_high=cfg.clip_high,
+            normalization=cfg.normalization,
+            seq_weight=keep,
+            logp_ref=logp_ref if cfg.beta > 0 else None,
+            beta=cfg.beta,
+            kl_estimator=cfg.kl_estimator,
+        )
+        return out.loss, out.clip_frac
+
+    def apply_masks(tree, masks):
+        if masks is None:
+            return tree
+        return {
+            k: (jnp.where(masks[k], v, jnp.zeros_like(v)) if k in masks else v)
+            for k, v in tree.items()
+        }
+
+    def update(state, frozen, b: Batch, key):
+        metrics, logp_old, logp_ref = sample_metrics(state, frozen, b)
+        if cfg.algo == "sft":
+            adv = keep = jnp.ones(b.rewards.shape, jnp.float32)
+        else:
+            adv, keep = advantages(b.rewards)
+        metrics["kept_frac"] = jnp.mean(keep)
+        n_prompts = b.prompts.shape[0] // g
+        per_mb = n_prompts // cfg.minibatches
+        perms = [
+            jax.random.permutation(jax.random.fold_in(key, e), n_prompts) for e in range(cfg.epochs)
+        ]
+        groups = jnp.concatenate(perms).reshape(cfg.updates_per_step, per_mb)
+        seq_idx = (
+            groups[:, :, None] * g + jnp.arange(g, dtype=groups.dtype)[None, None, :]
+        ).reshape(cfg.updates_per_step, per_mb * g)
+
+        def one_update(carry, idx):
+            master, stored, opt_state = carry
+            take = lambda x: jnp.take(x, idx, axis=0)  # noqa: E731
+            mb = jax.tree.map(take, b)
+            (loss, clip), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                _upcast(stored), frozen, mb, take(logp_old), take(logp_ref), take(adv), take(keep)
+            )
+            grads = apply_masks(grads, frozen.masks)
+            gnorm = optax.tree.norm(grads)
+            with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 counts and floats
+                updates, opt_state = opt.update(grads, opt_state, master)
+            updates = apply_masks(updates, frozen.masks)
+            master = jax.tree.map(lambda p, u: p + u, master, updates)
+            return (master, _to_stored(master), opt_state), (loss, clip, gnorm)
+
+        (master, stored, opt_state), (loss, clip, gnorm) = jax.lax.scan(
+            one_update, (state.master, state.stored, state.opt_state), seq_idx
+        )
+        new = TrainState(master, stored, opt_state, state.step + 1)
+        metrics |= {
+            "loss": jnp.mean(loss),
+            "clip_frac": jnp.mean(clip),
+            "grad_norm": jnp.mean(gnorm),
+        }
+        metrics |= unchanged_fraction(_to_stored(effective(new, frozen)), frozen.ref)
+        return new, metrics
+
+    def step(state, frozen, key):
+        k_prob, k_roll, k_upd = jax.random.split(key, 3)
+        problems = task.sample(k_prob, cfg.prompts_per_step)
+        problems = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), problems)
+        prompts, pmask = task.prompts(problems)
+        out = rollout(state, frozen, prompts, pmask, k_roll)
+        rewards, correct = task.score(problems, out.tokens, out.mask)
+        targets, tmask = task.references(problems)
+        b = Batch(prompts, pmask, out.tokens, out.mask, rewards, correct, targets, tmask)
+        return update(state, frozen, b, k_upd)
+
+    def train(params0, key):
+        k_init, k_run = jax.random.split(key)
+        state, frozen = init(params0, k_init)
+        keys = jax.vmap(lambda i: jax.random.fold_in(k_run, i))(jnp.arange(cfg.steps))
+        return jax.lax.scan(lambda s, k: step(s, frozen, k), state, keys)
+
+    jnp_task = getattr(task, "jax_native", False)
+    return TrainFns(
+        init, effective, rollout, update, step if jnp_task else None, train if jnp_task else None
+    )
+
+
+def train_seeds(cfg: TrainConfig, mcfg: LlamaConfig, task: Any, params0: dict, seeds) -> tuple:
+    """Run one config for several seeds at once: `jit(vmap(train))` over `jax.random.key(seed)` (same
+    `params0` for all; jnp tasks only). Returns the stacked final states and metrics `[S, steps]`."""
+    fns = make_train(cfg, mcfg, task)
+    if fns.train is None:
+        raise ValueError("train_seeds needs a jnp task (CharTask); text tasks verify on the host")
+    keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
+    return jax.jit(jax.vmap(fns.train, in_axes=(None, 0)))(params0, keys)
+
+
+def host_metrics(metrics: dict) -> dict[str, float]:
+    """Device metrics → plain floats (for JSON)."""
+    return {k: float(np.asarray(v)) for k, v in metrics.items()}
