@@ -1,0 +1,338 @@
+"""Per-tensor metrics of `threegate compare`: a pure function of (name, W0, W1, k, alpha), no I/O.
+
+Shapes: `w0`, `w1` are stored arrays of one shape (bf16/f16/f32/f64); matrices are `[m, n]` (HF `[out, in]`).
+The base's work (its spectrum, principal and low-magnitude masks) is done once by `prepare_base` and reused for
+every tuned checkpoint. Records are JSON-ready dicts (None where a metric is undefined or skipped); arrays for
+the figures (row/column update ratios, angles, singular values) come back separately in `TensorResult.profiles`.
+
+Metrics (paper-digest §5): changed count and sparsity (Def 2.1–2.2, M1–M2), $\\|\\Delta W\\|_F/\\|W_0\\|_F$ with
+$\\Delta W$ formed in float64, overlaps M10 with principal (M8), low-magnitude (M9) and
+$M_{princ}\\cap M_{low}^c$ masks with their random-mask baselines, principal angles M11 (sine-accurate), NSS M12,
+Weyl and Wedin ratios (Thm 3.3, Cor 3.4; paper and rigorous forms), top-k energy share of $\\Delta W$ with its
+null $k^2/(mn)$, row/column update ratios M6–M7.
+"""
+
+import math
+from typing import NamedTuple
+
+import jax
+import ml_dtypes
+import numpy as np
+
+from threegate.checkpoints import classify, layer_index
+from threegate.compare.coords import (
+    bottom_fraction_mask,
+    changed_mask,
+    overlap,
+    profile_corr,
+    top_fraction_mask,
+)
+from threegate.compare.spectrum import SVD_METHOD, Spectrum, base_spectral, tuned_spectral
+
+__all__ = ["BaseState", "TensorResult", "measure_info", "prepare_base", "tensor_metrics"]
+
+_DTYPES = ("float32", "float64")
+
+
+class BaseState(NamedTuple):
+    """What the base tensor contributes to every comparison (computed once per tensor).
+
+    Attributes:
+      nonfinite: NaN/Inf count of `w0`.
+      fro: $\\|W_0\\|_F$ (float64).
+      k: rank used (None when no spectral work); `k_requested` as asked.
+      spectrum: base `Spectrum` (None when skipped).
+      principal, low: `[m, n]` masks M8, M9 (None when skipped / not a matrix).
+      skipped: why spectral work was skipped (None if done).
+    """
+
+    nonfinite: int
+    fro: float
+    k: int | None
+    k_requested: int
+    spectrum: Spectrum | None
+    principal: np.ndarray | None
+    low: np.ndarray | None
+    skipped: str | None
+
+
+class TensorResult(NamedTuple):
+    """One (tensor, tuned) comparison: the JSON record, arrays for figures, and the update mask."""
+
+    record: dict
+    profiles: dict[str, np.ndarray]
+    mask: np.ndarray | None
+
+
+def measure_info(dtype: str) -> dict:
+    """Where and how the spectral work runs: dtype, precision, backend, device kind, decomposition."""
+    dev = jax.devices()[0]
+    return {
+        "dtype": dtype,
+        "precision": "highest",
+        "backend": jax.default_backend(),
+        "device": getattr(dev, "device_kind", str(dev)),
+        "svd_method": SVD_METHOD,
+    }
+
+
+def _num(x) -> float | None:
+    """A finite float, else None (JSON has no NaN)."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _sum_sq(w0: np.ndarray, w1: np.ndarray | None = None, chunk: int = 1 << 20) -> float:
+    """$\\|W_0\\|_F^2$, or $\\|W_1 - W_0\\|_F^2$ with the difference formed in float64, in chunks (bounded memory)."""
+    a = w0.reshape(-1)
+    b = None if w1 is None else w1.reshape(-1)
+    total = 0.0
+    for i in range(0, a.size, chunk):
+        d = a[i : i + chunk].astype(np.float64)
+        if b is not None:
+            d = b[i : i + chunk].astype(np.float64) - d
+        total += float(np.dot(d, d))
+    return total
+
+
+def _magnitude_codes(w: np.ndarray) -> np.ndarray:
+    """An array ordered exactly like $|w|$ (finite `w`): the bit codes without the sign bit for 2- and 4-byte
+    floats (IEEE codes of non-negative values sort like the values), else `np.abs(w)`. Half the memory of a
+    float32 copy for bf16."""
+    if w.dtype in (ml_dtypes.bfloat16, np.float16, np.float32):
+        uint = np.dtype(f"u{w.dtype.itemsize}")
+        return w.view(uint) & uint.type(np.iinfo(uint).max >> 1)
+    return np.abs(w)
+
+
+def _count_nonfinite(w: np.ndarray) -> int:
+    return int(w.size - np.count_nonzero(np.isfinite(w)))
+
+
+def _check_dtype(dtype: str) -> None:
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+
+
+def prepare_base(
+    w0: np.ndarray,
+    k: int,
+    alpha: float,
+    *,
+    spectral: bool = True,
+    dtype: str = "float32",
+    skip_reason: str | None = None,
+) -> BaseState:
+    """The base tensor's share of the work: non-finite count, norm, spectrum and masks.
+
+    Args:
+      w0: stored base tensor.
+      k: requested rank; clipped to $\\min(m, n) - 1$ so that $\\sigma_{k+1}$ exists.
+      alpha: mask fraction for M8/M9.
+      spectral: False skips the SVD-based work (the low-magnitude mask is still built for matrices).
+      dtype: "float32" or "float64", the dtype of the measured products (reconstruction, angles, energy).
+      skip_reason: recorded reason when the caller skips spectral work.
+    """
+    _check_dtype(dtype)
+    w0 = np.asarray(w0)
+    nonfinite = _count_nonfinite(w0)
+    fro = math.sqrt(_sum_sq(w0)) if nonfinite == 0 else math.nan
+    if w0.ndim != 2:
+        return BaseState(nonfinite, fro, None, k, None, None, None, "not a matrix")
+    if nonfinite:
+        return BaseState(nonfinite, fro, None, k, None, None, None, "non-finite values")
+    low = bottom_fraction_mask(_magnitude_codes(w0), alpha)
+    k_used = min(k, min(w0.shape) - 1)
+    if not spectral or skip_reason is not None:
+        return BaseState(nonfinite, fro, None, k, None, None, low, skip_reason or "--no-spectral")
+    if k_used < 1:
+        return BaseState(nonfinite, fro, None, k, None, None, low, "min(m, n) < 2")
+    spec, recon = base_spectral(w0, k_used, dtype)
+    principal = top_fraction_mask(recon, alpha)
+    del recon
+    return BaseState(nonfinite, fro, k_used, k, spec, principal, low, None)
+
+
+def _ratio_summary(x: np.ndarray) -> dict:
+    return {
+        "min": _num(x.min()),
+        "max": _num(x.max()),
+        "mean": _num(x.mean()),
+        "std": _num(x.std()),
+    }
+
+
+def _spectral_part(
+    base: BaseState, w0: np.ndarray, w1: np.ndarray, dtype: str
+) -> tuple[dict, dict]:
+    """Angles, NSS, Weyl, Wedin (both forms), energy share; reuses the base spectrum."""
+    k, s0 = base.k, base.spectrum.s
+    m, n = w0.shape
+    t = tuned_spectral(w0, w1, base.spectrum, dtype)
+    spec1, e2, energy = t, t.dw_norm2, t.energy
+    ang_u, ang_v = np.degrees(t.angles_u), np.degrees(t.angles_v)
+    sin_max = max(t.sin_u, t.sin_v)
+    ds = spec1.s - s0
+    weyl_lhs = float(np.max(np.abs(ds)))
+    gap = float(s0[k - 1] - s0[k])
+    premise = gap > 0
+    rigorous = e2 < gap
+    null = k * k / (m * n)
+    energy = _num(energy)
+    rec = {
+        "k": k,
+        "sigma_k": _num(s0[k - 1]),
+        "gap_k": _num(gap),
+        "gap_k_rel": _num(gap / s0[k - 1]) if s0[k - 1] > 0 else None,
+        "max_angle_u_deg": _num(ang_u.max()),
+        "max_angle_v_deg": _num(ang_v.max()),
+        "spectral_shift": _num(np.linalg.norm(ds) / np.linalg.norm(s0)) if s0[0] > 0 else None,
+        "dw_norm2": _num(e2),
+        "weyl_lhs": _num(weyl_lhs),
+        "weyl_ratio": _num(weyl_lhs / e2) if e2 > 0 else (0.0 if weyl_lhs == 0 else None),
+        "wedin_lhs": _num(sin_max),
+        "wedin_premise": bool(premise),
+        "wedin_ratio": _num(sin_max * gap / e2) if premise and e2 > 0 else None,
+        "wedin_rigorous_premise": bool(rigorous),
+        "wedin_rigorous_ratio": (_num(sin_max * (gap - e2) / e2) if rigorous and e2 > 0 else None),
+        "principal_energy_fraction": energy,
+        "principal_energy_null": null,
+        "principal_energy_lift": _num(energy / null) if energy is not None else None,
+    }
+    if e2 == 0:  # ΔW = 0: same matrix, same decomposition; any angle left is rounding in `dtype`
+        rec["wedin_ratio"] = 0.0 if premise else None
+        rec["wedin_rigorous_ratio"] = 0.0 if rigorous else None
+    profiles = {
+        "angles_u_deg": ang_u,
+        "angles_v_deg": ang_v,
+        "sigma_tuned": spec1.s,
+    }
+    return rec, profiles
+
+
+_SPECTRAL_KEYS = (
+    "k",
+    "sigma_k",
+    "gap_k",
+    "gap_k_rel",
+    "max_angle_u_deg",
+    "max_angle_v_deg",
+    "spectral_shift",
+    "dw_norm2",
+    "weyl_lhs",
+    "weyl_ratio",
+    "wedin_lhs",
+    "wedin_premise",
+    "wedin_ratio",
+    "wedin_rigorous_premise",
+    "wedin_rigorous_ratio",
+    "principal_energy_fraction",
+    "principal_energy_null",
+    "principal_energy_lift",
+)
+_MASK_KEYS = (
+    "overlap_principal",
+    "overlap_principal_random",
+    "overlap_low",
+    "overlap_low_random",
+    "overlap_principal_not_low",
+    "overlap_principal_not_low_random",
+    "row_corr_principal",
+    "col_corr_principal",
+)
+
+
+def tensor_metrics(
+    name: str,
+    w0: np.ndarray,
+    w1: np.ndarray,
+    k: int = 64,
+    alpha: float = 0.5,
+    *,
+    base: BaseState | None = None,
+    spectral: bool = True,
+    dtype: str = "float32",
+    skip_reason: str | None = None,
+) -> TensorResult:
+    """Every per-tensor metric of one (base, tuned) pair, as a JSON-ready record.
+
+    Args:
+      name: tensor name (recorded; layer type and index are derived from it by the caller).
+      w0, w1: stored base and tuned tensors of one shape.
+      k: requested rank (M8, M11); clipped to $\\min(m,n)-1$, recorded as `k` with `k_clipped`.
+      alpha: mask fraction (M8, M9).
+      base: `prepare_base(w0, ...)` to reuse across tuned checkpoints (computed here if None).
+      spectral: False: sparsity, norms, low-magnitude overlap and update ratios only.
+      dtype: "float32" (default, "highest" precision) or "float64" for the measured products.
+      skip_reason: why spectral work is skipped (recorded).
+
+    Returns:
+      `TensorResult(record, profiles, mask)`. A tensor with a NaN/Inf entry in either checkpoint gets its
+      counts in `nonfinite` and every metric None (`mask` None).
+    """
+    w0, w1 = np.asarray(w0), np.asarray(w1)
+    if w0.shape != w1.shape:
+        raise ValueError(f"{name}: shapes differ, {w0.shape} vs {w1.shape}")
+    if base is None:
+        base = prepare_base(w0, k, alpha, spectral=spectral, dtype=dtype, skip_reason=skip_reason)
+    nf1 = _count_nonfinite(w1)
+    rec: dict = {
+        "name": name,
+        "layer_type": classify(name),
+        "layer": layer_index(name),
+        "shape": list(w0.shape),
+        "dtype": str(w0.dtype),
+        "numel": int(w0.size),
+        "nonfinite": {"base": base.nonfinite, "tuned": nf1},
+    }
+    if w1.dtype != w0.dtype:
+        rec["dtype_tuned"] = str(w1.dtype)
+    matrix = w0.ndim == 2
+    keys = ("changed", "sparsity", "changed_rule", "rel_update_fro", "update_fro")
+    if matrix:
+        keys += ("row_update_ratio", "col_update_ratio", *_MASK_KEYS, *_SPECTRAL_KEYS)
+    rec.update(dict.fromkeys(keys))
+    rec.update(
+        k_requested=k,
+        k_clipped=False,
+        alpha=alpha,
+        spectral_skipped=base.skipped,
+        measure=measure_info(dtype),
+    )
+    if base.nonfinite or nf1:
+        rec["spectral_skipped"] = "non-finite values"
+        return TensorResult(rec, {}, None)
+    mask, rule = changed_mask(w0, w1)
+    changed = int(np.count_nonzero(mask))
+    dfro = math.sqrt(_sum_sq(w0, w1))
+    rec.update(
+        changed=changed,
+        sparsity=1.0 - changed / w0.size if w0.size else None,
+        changed_rule=rule,
+        update_fro=dfro,
+        rel_update_fro=_num(dfro / base.fro) if base.fro > 0 else None,
+    )
+    profiles: dict[str, np.ndarray] = {}
+    if not matrix:
+        return TensorResult(rec, profiles, mask)
+    rows, cols = mask.mean(axis=1), mask.mean(axis=0)
+    profiles.update(row_ratio=rows, col_ratio=cols)
+    rec.update(row_update_ratio=_ratio_summary(rows), col_update_ratio=_ratio_summary(cols))
+    if base.low is not None:
+        rec["overlap_low"], rec["overlap_low_random"] = overlap(base.low, mask)
+    if base.spectrum is not None:
+        rec["k_clipped"] = base.k != k
+        p = base.principal
+        rec["overlap_principal"], rec["overlap_principal_random"] = overlap(p, mask)
+        both = p & ~base.low
+        rec["overlap_principal_not_low"], rec["overlap_principal_not_low_random"] = overlap(
+            both, mask
+        )
+        rec["row_corr_principal"] = profile_corr(rows, p.mean(axis=1))
+        rec["col_corr_principal"] = profile_corr(cols, p.mean(axis=0))
+        part, extra = _spectral_part(base, w0, w1, dtype)
+        rec.update(part)
+        profiles.update(extra)
+    return TensorResult(rec, profiles, mask)
