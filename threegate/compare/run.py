@@ -100,24 +100,14 @@ def choose_layer(names: list[str], layer: str | None) -> tuple[int | None, str |
 
 
 class _Source:
-    """A checkpoint that lets go of its memory maps between tensors.
+    """A checkpoint opened once for the whole run.
 
-    safetensors are read through `mmap`: every page touched stays in the process's resident set until the file
-    is closed, so a run over two 1 GiB checkpoints would end with 2 GiB of file pages resident. A safetensors
-    source is therefore closed after each tensor (and each row block) and reopened on the next read (a header
-    parse); other formats stay open.
+    Its reads are positioned reads into fresh arrays (no memory maps), so nothing is retained between tensors.
     """
 
     def __init__(self, path: str):
         self.path = path
-        self._ckpt = open_checkpoint(path)
-        self._reopen = self._ckpt.format.startswith("safetensors")
-
-    @property
-    def ckpt(self):
-        if self._ckpt is None:
-            self._ckpt = open_checkpoint(self.path)
-        return self._ckpt
+        self.ckpt = open_checkpoint(path)
 
     def info(self, name: str):
         return self.ckpt.info(name)
@@ -128,15 +118,8 @@ class _Source:
     def load_rows(self, name: str, start: int, stop: int) -> np.ndarray:
         return self.ckpt.load_rows(name, start, stop)
 
-    def release(self) -> None:
-        if self._reopen and self._ckpt is not None:
-            self._ckpt.close()
-            self._ckpt = None
-
     def close(self) -> None:
-        if self._ckpt is not None:
-            self._ckpt.close()
-            self._ckpt = None
+        self.ckpt.close()
 
 
 def _release_heap() -> None:
@@ -208,14 +191,12 @@ def _blocked(base, tuned, name: str, block_bytes: int):
     for start in range(0, rows, step):
         stop = min(rows, start + step)
         a = base.load_rows(name, start, stop)
-        base.release()
         nf0 += int(a.size - np.count_nonzero(np.isfinite(a)))
         a64 = a.astype(np.float64).ravel()
         w2 += float(np.dot(a64, a64))
         masks = []
         for t, st in zip(tuned, acc, strict=True):
             b = t.load_rows(name, start, stop)
-            t.release()
             st["nf1"] += int(b.size - np.count_nonzero(np.isfinite(b)))
             m, st["rule"] = changed_mask(a, b)
             d = b.astype(np.float64).ravel() - a64
@@ -394,7 +375,6 @@ def _stream(cfg, base, tuned, keys, names, layer, out, progress) -> None:
 
 def _one_tensor(cfg, base, tuned, keys, name, reason, want, want_pairs, need_cons, out, tw, pw, fw):
     w0 = base.load(name)
-    base.release()
     state = None
     masks: dict[str, np.ndarray | None] = {}
     bad: set[str] = set()
@@ -403,7 +383,6 @@ def _one_tensor(cfg, base, tuned, keys, name, reason, want, want_pairs, need_con
         if key not in want and not needs_mask:
             continue
         w1 = t.load(name)
-        t.release()
         if key in want:
             if state is None:
                 state = prepare_base(
