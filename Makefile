@@ -33,7 +33,7 @@ format: install
 	$(VENV)/bin/ruff check --fix threegate proofs_numeric sims tests benchmarks scripts
 
 bench: install
-	$(PY) benchmarks/bench_compare.py
+	$(PY) benchmarks/bench_compare.py --layers 2 --json $(OUT)/bench/compare.json
 
 gpu-check: install
 	XLA_PYTHON_CLIENT_PREALLOCATE=false $(PY) scripts/gpu_check.py --out $(OUT)/gpu-check

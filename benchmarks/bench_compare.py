@@ -3,7 +3,7 @@
 Not a test. Builds base and tuned checkpoints with Qwen2.5-1.5B's tensor shapes (28 layers, hidden 1536,
 intermediate 8960, 12 heads / 2 kv heads of dim 128, vocab 151936, tied embeddings; `--layers N` scales the
 depth), written tensor by tensor as sharded safetensors into a temporary folder. Then times, each in its own
-subprocess (wall time; peak RSS from `resource.getrusage` in that subprocess):
+subprocess (wall time; peak RSS = the subprocess's own VmHWM):
 
 * `threegate compare BASE TUNED --out DIR --no-figures` (streaming, one Gram eigendecomposition per matrix and
   checkpoint, base work reused), and
@@ -11,7 +11,8 @@ subprocess (wall time; peak RSS from `resource.getrusage` in that subprocess):
   bitwise sparsity, top-k principal angles and NSS from those SVDs (the embedding's SVD included unless
   `--naive-skip-embed`).
 
-Peak RSS is `ru_maxrss` (it counts file pages touched through safetensors' memory map) and, separately, the peak
+Peak RSS is the child's `VmHWM` (resident high-water mark of its own address space; `ru_maxrss` would inherit
+the benchmark's own peak across fork + exec) and, separately, the peak
 of anonymous memory (`RssAnon`, sampled every 20 ms). Prints a table and writes JSON (`--json`). `--memory-check` runs compare alone on `--layers 6` (about 1 GiB of
 bf16 per checkpoint) and reports the peak RSS against the 900 MB target.
 
@@ -100,6 +101,16 @@ def _sample():
                     PEAK_ANON[0] = max(PEAK_ANON[0], int(line.split()[1]))
         time.sleep(0.02)
 threading.Thread(target=_sample, daemon=True).start()
+
+
+def _vm_hwm_mb():
+    # VmHWM of this process's own address space. Not ru_maxrss: Linux keeps the parent's high-water mark in
+    # ru_maxrss across fork + exec, so a child started from the benchmark (which built the checkpoints) would
+    # report the builder's peak, not its own.
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
 """
 
 _CHILD_COMPARE = (
@@ -110,7 +121,7 @@ from threegate.cli import main
 t = time.perf_counter()
 rc = main(sys.argv[1:])
 wall = time.perf_counter() - t
-print("BENCH " + json.dumps({"rc": rc, "wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print("BENCH " + json.dumps({"rc": rc, "wall_s": wall, "peak_rss_mb": _vm_hwm_mb(),
                              "peak_rss_anon_mb": PEAK_ANON[0] / 1024}))
 """
 )
@@ -143,7 +154,7 @@ for name in sorted(a):
     angles.append(float(np.degrees(sla.subspace_angles(u0[:, :k], u1[:, :k])).max()))
     nss.append(float(np.linalg.norm(s1 - s0) / np.linalg.norm(s0)))
 wall = time.perf_counter() - t
-print("BENCH " + json.dumps({"rc": 0, "wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print("BENCH " + json.dumps({"rc": 0, "wall_s": wall, "peak_rss_mb": _vm_hwm_mb(),
                              "peak_rss_anon_mb": PEAK_ANON[0] / 1024, "sparsity": 1 - changed / total, "matrices": len(angles)}))
 """
 )

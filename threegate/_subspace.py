@@ -121,7 +121,7 @@ def _orthonormal_basis(a: jax.Array) -> jax.Array:
 def principal_angles(a: ArrayLike, b: ArrayLike) -> Float[Array, " p"]:
     """Principal angles between the column spaces of `a` and `b`, in radians, largest first.
 
-    Follows Knyazev & Argentati (2002) without `arccos`: with orthonormal bases $Q_a$, $Q_b$ (QR) and
+    Follows Knyazev & Argentati (2002) without an inverse cosine: with orthonormal bases $Q_a$, $Q_b$ (QR) and
     $\\ell = \\min(k_a, k_b)$, the cosines are $\\sigma(Q_a^\\top Q_b)$ and the sines are
     $\\sigma\\big((I - Q_aQ_a^\\top)Q_b\\big)$ (roles swapped when $k_a < k_b$). Pairing the $i$-th largest sine
     with the $i$-th smallest cosine, $\\theta_i = \\operatorname{arctan2}(\\sin_i, \\cos_i)$ has absolute error of
@@ -165,7 +165,7 @@ def principal_angles(a: ArrayLike, b: ArrayLike) -> Float[Array, " p"]:
 def sin_theta(u: ArrayLike, u_hat: ArrayLike) -> Float[Array, ""]:
     """$\\|\\sin\\Theta(U, \\hat U)\\|_2 = \\|\\hat U - U(U^\\top\\hat U)\\|_2$ for orthonormal `u`, `u_hat` (`[m, k]`).
 
-    The projector-complement form keeps full relative accuracy for small angles (no `arccos`).
+    The projector-complement form keeps full relative accuracy for small angles (no inverse cosine).
 
     Example:
       >>> import jax.numpy as jnp
