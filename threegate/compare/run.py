@@ -29,7 +29,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from threegate.checkpoints import check_alignment, classify, layer_index, open_checkpoint
+from threegate.checkpoints import (
+    Checkpoint,
+    check_alignment,
+    classify,
+    layer_index,
+    open_checkpoint,
+)
 from threegate.compare.coords import changed_mask, jaccard, jaccard_baseline
 from threegate.compare.jsonl import JsonlWriter, read_jsonl
 from threegate.compare.metrics import measure_info, prepare_base, tensor_metrics
@@ -97,29 +103,6 @@ def choose_layer(names: list[str], layer: str | None) -> tuple[int | None, str |
     if layer not in names:
         raise ValueError(f"--layer {layer!r}: not a selected tensor name or a layer index")
     return layer_index(layer), layer
-
-
-class _Source:
-    """A checkpoint opened once for the whole run.
-
-    Its reads are positioned reads into fresh arrays (no memory maps), so nothing is retained between tensors.
-    """
-
-    def __init__(self, path: str):
-        self.path = path
-        self.ckpt = open_checkpoint(path)
-
-    def info(self, name: str):
-        return self.ckpt.info(name)
-
-    def load(self, name: str) -> np.ndarray:
-        return self.ckpt.load(name)
-
-    def load_rows(self, name: str, start: int, stop: int) -> np.ndarray:
-        return self.ckpt.load_rows(name, start, stop)
-
-    def close(self) -> None:
-        self.ckpt.close()
 
 
 def _release_heap() -> None:
@@ -303,11 +286,11 @@ def run_compare(cfg: CompareConfig, progress: Callable | None = None) -> Path:
       ValueError: bad settings, or `--resume` with settings that differ from the stored run.
     """
     keys = cfg.keys()
-    base = _Source(cfg.base)
-    tuned: list[_Source] = []
+    base = open_checkpoint(cfg.base)
+    tuned: list[Checkpoint] = []
     try:
-        tuned.extend(_Source(t) for t in cfg.tuned)
-        names = check_alignment([base.ckpt, *(t.ckpt for t in tuned)], cfg.include, cfg.exclude)
+        tuned.extend(open_checkpoint(t) for t in cfg.tuned)
+        names = check_alignment([base, *tuned], cfg.include, cfg.exclude)
         layer, _ = choose_layer(list(names), cfg.layer)
         settings = {
             **{key: getattr(cfg, key) for key in (*_SETTINGS, "include", "exclude")},
