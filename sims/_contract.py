@@ -1,0 +1,120 @@
+"""The contract every simulation of `sims/` follows (digest §9.3; run by `threegate sim NAME`).
+
+A simulation is a module with
+
+    NAME: str                      # the CLI name, e.g. "gate1-leash"
+    SUMMARY: str                   # one line for `threegate sim --list`
+    def run(out: Path, size: str, seed: int) -> dict   # size in SIZES
+
+`run` writes everything under `out / NAME /`: `result.json` (the dict it returns, see `write_result`), its data as
+JSONL and its figures as PNG. Same seed and size ⇒ the same numbers (only `seconds` differs).
+
+`result.json`:
+
+    {"sim": NAME, "size": "quick" | "default", "seed": int, "seconds": float,
+     "claims": [{"id": str, "paper": str, "observed": str, "verdict": "agrees" | "disagrees" | "inconclusive"}],
+     "figures": [paths relative to out / NAME], "data": [paths relative to out / NAME], ...extra keys}
+
+Claims *report* what the paper observed; what the theory guarantees is asserted in the tests, not here.
+"""
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+__all__ = ["SIZES", "VERDICTS", "Claim", "verdict_from_interval", "write_result"]
+
+#: `quick`: under a minute each on a 2-core CPU (what the tests and `make run` use); `default`: under 10 minutes.
+SIZES = ("quick", "default")
+VERDICTS = ("agrees", "disagrees", "inconclusive")
+
+Verdict = Literal["agrees", "disagrees", "inconclusive"]
+
+
+class Claim(NamedTuple):
+    """One claim of the paper and what a run observed.
+
+    Attributes:
+      id: short stable identifier, e.g. "S3.rl_rotates_less".
+      paper: what the paper says (or predicts), in one sentence.
+      observed: what this run measured, with the number beside its baseline or confidence interval.
+      verdict: "agrees", "disagrees" or "inconclusive".
+    """
+
+    id: str
+    paper: str
+    observed: str
+    verdict: Verdict
+
+
+def verdict_from_interval(
+    lo: float, hi: float, *, expect: Literal["positive", "negative"]
+) -> Verdict:
+    """Verdict for a claim "the effect is positive" (or negative) from a confidence interval [lo, hi] of it.
+
+    Agrees when the whole interval has the expected sign, disagrees when it has the opposite sign, inconclusive
+    when it straddles 0 (or is not finite).
+    """
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        return "inconclusive"
+    if expect == "negative":
+        lo, hi = -hi, -lo
+    if lo > 0:
+        return "agrees"
+    if hi < 0:
+        return "disagrees"
+    return "inconclusive"
+
+
+def _jsonable(x: Any) -> Any:
+    """NumPy/JAX scalars and arrays → plain Python (NaN/inf → None, so the file is strict JSON)."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "tolist"):
+        return _jsonable(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def write_result(
+    out_dir: Path,
+    *,
+    name: str,
+    size: str,
+    seed: int,
+    seconds: float,
+    claims: Iterable[Claim],
+    figures: Sequence[str] = (),
+    data: Sequence[str] = (),
+    extra: dict[str, Any] | None = None,
+) -> dict:
+    """Validate and write `out_dir / "result.json"`; return the dict written."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    claims = [Claim(*c) for c in claims]
+    for c in claims:
+        if c.verdict not in VERDICTS:
+            raise ValueError(f"claim {c.id}: verdict must be one of {VERDICTS}, got {c.verdict!r}")
+    for rel in (*figures, *data):
+        if not (out_dir / rel).is_file():
+            raise FileNotFoundError(f"{name}: listed output {rel} was not written")
+    result = {
+        "sim": name,
+        "size": size,
+        "seed": int(seed),
+        "seconds": float(seconds),
+        "claims": [c._asdict() for c in claims],
+        "figures": list(figures),
+        "data": list(data),
+        **(_jsonable(extra) if extra else {}),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "result.json").write_text(
+        json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n"
+    )
+    return result
