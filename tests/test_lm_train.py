@@ -67,7 +67,7 @@ class _CharTokenizer:
     """A stand-in tokenizer for TextTask: one id per character, id 0 = EOS."""
 
     eos_id = 0
-    alphabet = "\0 0123456789+=?:()WhatisAnswerdmo"
+    alphabet = "\0 0123456789+=?:().\nabcdefghijklmnopqrstuvwxyzACRSTW"
 
     def encode(self, text):
         return [self.alphabet.index(c) for c in text]
@@ -78,7 +78,7 @@ class _CharTokenizer:
 
 def test_text_task_formats_and_parses():
     tok = _CharTokenizer()
-    task = TextTask(tok, "addition", prompt_len=30, max_new_tokens=6, chat=False)
+    task = TextTask(tok, "addition", prompt_len=30, max_new_tokens=6, chat=False, style="qa")
     from threegate.lm.tasks import Problems
 
     p = Problems(jnp.asarray([23, 7]), jnp.asarray([45, 9]))
@@ -92,7 +92,50 @@ def test_text_task_formats_and_parses():
     assert correct.tolist() == [True, True] and reward.tolist() == [1.0, 1.0]
     assert task.parse(np.asarray([tok.encode(" ? :  ")]))[0] is None
     with pytest.raises(ValueError, match="prompt_len"):
-        TextTask(tok, prompt_len=5, chat=False).prompts(p)
+        TextTask(tok, prompt_len=5, chat=False, style="qa").prompts(p)
+
+
+def test_compute_style_prompt_reference_and_robust_verifier():
+    tok = _CharTokenizer()
+    task = TextTask(tok, prompt_len=60, max_new_tokens=8, chat=False)
+    from threegate.lm.tasks import Problems
+
+    p = Problems(jnp.asarray([17, 3, 40]), jnp.asarray([8, 4, 2]))
+    prompts, mask = task.prompts(p)
+    assert tok.decode(prompts[0][mask[0]].tolist()) == "Compute 17 + 8. Reply with only the number."
+    refs, rmask = task.references(p)
+    assert tok.decode(refs[0][rmask[0]].tolist()) == "25\0"
+    replies = ["25", "3 + 4 = 7.", "40 + 2 = 42\n\nSo 42"]
+    comp = np.full((3, 20), 0, np.int32)
+    for i, r in enumerate(replies):
+        comp[i, : len(r)] = tok.encode(r)
+    assert task.score(p, comp)[1].tolist() == [True, True, True]
+    # the answer line decides: a later line cannot rescue a wrong first line, an operand is not an answer
+    from threegate.lm.tasks import parse_reply
+
+    assert parse_reply("17 + 8\n25") == 8
+    assert parse_reply("The sum is 25.") == 25
+    assert parse_reply("17 + 8 = 25.") == 25
+    assert parse_reply("") is None and parse_reply("= .") is None
+
+
+def test_heldout_split_is_disjoint_and_stratified():
+    from threegate.lm.tasks import is_heldout, parse_ranges
+
+    task = TextTask(_CharTokenizer(), ranges=parse_ranges("2+1,2+2"), chat=False)
+    ev = task.eval_problems(200)
+    a, b = np.asarray(ev.a), np.asarray(ev.b)
+    assert len(set(zip(a.tolist(), b.tolist(), strict=True))) == 200  # distinct
+    assert is_heldout(a, b).all()
+    assert (
+        sorted(set(task.range_of(ev))) == ["2+1", "2+2"] and task.range_of(ev).count("2+1") == 100
+    )
+    train = task.sample(jax.random.key(3), 4000)
+    assert not is_heldout(np.asarray(train.a), np.asarray(train.b)).any()
+    share = is_heldout(np.arange(10, 100).repeat(90), np.tile(np.arange(10, 100), 90)).mean()
+    assert abs(share - 0.2) < 0.02
+    with pytest.raises(ValueError, match="operand range"):
+        parse_ranges("2+x")
 
 
 # ------------------------------------------------------------------------------------------- config
@@ -150,7 +193,9 @@ def test_masked_entries_stay_bitwise_unchanged(masked_run, params0):
         before, after = bits(params0[name]), bits(res.state.stored[name])
         np.testing.assert_array_equal(after[~m], before[~m])
         master = np.asarray(res.state.master[name])
-        np.testing.assert_array_equal(master[~m], np.asarray(params0[name])[~m])
+        # the master starts from the bf16 base, f32(bf16(W0)), and masked entries never leave it
+        base = np.asarray(jnp.asarray(params0[name]).astype(jnp.bfloat16).astype(jnp.float32))
+        np.testing.assert_array_equal(master[~m], base[~m])
         n_changed_free += int(np.sum(after[m] != before[m]))
     assert n_changed_free > 0  # the unmasked entries did train
     for name in params0:
@@ -269,7 +314,7 @@ SFT = TrainConfig(
 @pytest.fixture(scope="module")
 def sft_run(params0, tmp_path_factory):
     out = tmp_path_factory.mktemp("sft")
-    return out, fit(SFT, MCFG, TASK, params0, out=out, checkpoint_every=10)
+    return out, fit(SFT, MCFG, TASK, params0, out=out, checkpoint_every=5)
 
 
 @pytest.mark.slow
@@ -284,13 +329,13 @@ def test_sft_learns_from_scratch(sft_run, params0):
 @pytest.mark.slow
 def test_grpo_raises_reward_of_partial_sft(sft_run):
     out, _ = sft_run
-    # the first SFT checkpoint that half-solves the task (greedy accuracy in [0.25, 0.65])
+    # the first SFT checkpoint that half-solves the task (greedy accuracy in [0.25, 0.75])
     start = None
-    for s in range(10, SFT.steps + 1, 10):
+    for s in range(5, SFT.steps + 1, 5):
         _, p = load_checkpoint(step_dir(out, s))
         acc = evaluate(p, MCFG, TASK, EVAL, jax.random.key(0))["accuracy"]
         print(f"SFT step {s}: greedy accuracy {acc:.3f}")
-        if 0.25 <= acc <= 0.65:
+        if 0.25 <= acc <= 0.75:
             start = p
             break
     assert start is not None, "no half-trained SFT checkpoint"
@@ -317,8 +362,9 @@ def test_lora_training_keeps_base_frozen(params0):
     fns = make_train(cfg, MCFG, TASK)
     state, frozen = fns.init(params0, jax.random.key(0))
     eff0 = fns.effective(state, frozen)
-    for name, w in params0.items():  # B = 0: the merged model is the base, exactly
-        np.testing.assert_array_equal(np.asarray(eff0[name]), np.asarray(w))
+    for name, w in params0.items():  # B = 0: the merged model is the (bf16) base, exactly
+        base = jnp.asarray(w).astype(jnp.bfloat16).astype(jnp.float32)
+        np.testing.assert_array_equal(np.asarray(eff0[name]), np.asarray(base))
     res = fit(cfg, MCFG, TASK, params0)
     for name, w in params0.items():
         changed = np.any(bits(res.params[name]) != bits(w))

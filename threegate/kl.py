@@ -27,6 +27,7 @@ from threegate.errors import NonFiniteError
 
 __all__ = [
     "check_logits",
+    "fisher_form_categorical",
     "gibbs_tilt",
     "kl_categorical",
     "kl_k1",
@@ -192,6 +193,30 @@ def kl_categorical(p_logits: ArrayLike, q_logits: ArrayLike) -> Float[Array, "*b
     kl = jnp.maximum(jnp.where(near, _kl_near(lp_safe, lq_safe), textbook), 0)
     bad = jnp.any(jnp.isnan(logp) | jnp.isnan(logq), axis=-1)  # NaN in, NaN out (traced inputs)
     return jnp.where(bad, jnp.full_like(kl, jnp.nan), kl)
+
+
+def fisher_form_categorical(
+    logits: Float[ArrayLike, "*b a"], tangent: Float[ArrayLike, "*b a"]
+) -> Float[Array, "*b"]:
+    """$\\Delta^\\top F\\Delta$ of a categorical $\\pi=\\mathrm{softmax}(z(\\theta))$ from the logits' directional derivative.
+
+    With $\\dot z = \\partial z/\\partial\\theta\\cdot\\Delta$ (one `jax.jvp`, no Fisher matrix), the score along $\\Delta$
+    is $\\dot z_y-\\mathbb E_\\pi\\dot z$, so $\\Delta^\\top F\\Delta=\\mathrm{Var}_{y\\sim\\pi}(\\dot z_y)$ (Lemma F.5's $F$).
+    Computed as $\\mathbb E_\\pi[(\\dot z-\\mathbb E_\\pi\\dot z)^2]$ (centred first: no cancellation).
+
+    Args:
+      logits: $z$ at $\\theta$, `[*b, a]`.
+      tangent: $\\dot z$, same shape.
+
+    Returns:
+      `[*b]`, non-negative.
+    """
+    z = check_logits(logits, "logits")
+    dz = _as_float(tangent, "tangent")
+    _same_shape(z, dz, "logits and tangent")
+    pi = jax.nn.softmax(z, axis=-1)
+    centred = dz - jnp.sum(pi * dz, axis=-1, keepdims=True)
+    return jnp.sum(pi * centred * centred, axis=-1)
 
 
 def tv_categorical(p_logits: ArrayLike, q_logits: ArrayLike) -> Float[Array, "*b"]:

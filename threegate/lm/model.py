@@ -16,7 +16,7 @@ rotated pair), which matches un-permuted Hugging Face `q_proj`/`k_proj` weights.
 
 import math
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,11 +34,14 @@ __all__ = [
     "decode_step",
     "forward",
     "forward_with_cache",
+    "hidden_states",
     "init_params",
     "log_probs",
     "param_shapes",
     "rms_norm",
     "rope_angles",
+    "stack_layers",
+    "unembed",
 ]
 
 _F32 = jnp.float32
@@ -158,32 +161,77 @@ _LAYER_NAMES = (
 )
 
 
-def _decoder(params: dict, cfg: LlamaConfig, tokens: Array, positions: Array, attend) -> Array:
-    """Embedding, `n_layers` blocks, final norm; `attend(i, q, k, v)` does layer i's attention → `[b, t, H_q D]`.
+def stack_layers(params: dict, cfg: LlamaConfig, dtype=None) -> dict[str, Array]:
+    """The blocks' weights stacked over layers: `{short name: [L, ...]}` (one copy; cast to `dtype` if given).
 
-    The layers are a Python loop (unrolled in the compiled graph): a `lax.scan` would need the weights stacked
-    into new `[L, ...]` buffers on every call, which costs more than the matmuls on a CPU.
+    Inside a jitted function the stack fuses with the cast, so stacking bf16 weights into float32 costs what the
+    upcast alone costs.
     """
-    b, t = tokens.shape
+    return {
+        n: jnp.stack(
+            [
+                params[f"model.layers.{i}.{n}"]
+                if dtype is None
+                else params[f"model.layers.{i}.{n}"].astype(dtype)
+                for i in range(cfg.n_layers)
+            ]
+        )
+        for n in _LAYER_NAMES
+    }
+
+
+def _block(
+    w: dict, cfg: LlamaConfig, h: Array, cos: Array, sin: Array, attend
+) -> tuple[Array, Any]:
+    """One decoder block on the residual stream `h`; `attend(q, k, v) -> (out [b, t, H_q D], aux)`."""
+    b, t = h.shape[:2]
+    x = rms_norm(h, w["input_layernorm.weight"], cfg.rms_eps)
+    q = _linear(x, w["self_attn.q_proj.weight"]).reshape(b, t, cfg.n_heads, cfg.head_dim)
+    k = _linear(x, w["self_attn.k_proj.weight"]).reshape(b, t, cfg.n_kv_heads, cfg.head_dim)
+    v = _linear(x, w["self_attn.v_proj.weight"]).reshape(b, t, cfg.n_kv_heads, cfg.head_dim)
+    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    att, aux = attend(q, k, v)
+    h = h + _linear(att, w["self_attn.o_proj.weight"])
+    x = rms_norm(h, w["post_attention_layernorm.weight"], cfg.rms_eps)
+    gate = jax.nn.silu(_linear(x, w["mlp.gate_proj.weight"]))
+    h = h + _linear(gate * _linear(x, w["mlp.up_proj.weight"]), w["mlp.down_proj.weight"])
+    return h, aux
+
+
+def _decoder(
+    params: dict,
+    layers: dict,
+    cfg: LlamaConfig,
+    tokens: Array,
+    positions: Array,
+    attend,
+    per_layer=None,
+) -> tuple[Array, Any]:
+    """Embedding, the `n_layers` blocks as one `lax.scan` over `layers` (see `stack_layers`), final norm.
+
+    `attend(q, k, v, xs) -> (out, aux)` does one layer's attention, where `xs` is that layer's slice of
+    `per_layer` (e.g. its KV-cache slots); the stacked `aux` of all layers is returned with the normed hidden
+    states `[b, t, d]`. One block is compiled once, whatever the depth.
+    """
     h = jnp.take(params["model.embed_tokens.weight"], tokens, axis=0).astype(_F32)
     cos, sin = rope_angles(positions, cfg.head_dim, cfg.rope_theta)
-    for i in range(cfg.n_layers):
-        w = {n: params[f"model.layers.{i}.{n}"] for n in _LAYER_NAMES}
-        x = rms_norm(h, w["input_layernorm.weight"], cfg.rms_eps)
-        q = _linear(x, w["self_attn.q_proj.weight"]).reshape(b, t, cfg.n_heads, cfg.head_dim)
-        k = _linear(x, w["self_attn.k_proj.weight"]).reshape(b, t, cfg.n_kv_heads, cfg.head_dim)
-        v = _linear(x, w["self_attn.v_proj.weight"]).reshape(b, t, cfg.n_kv_heads, cfg.head_dim)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        h = h + _linear(attend(i, q, k, v), w["self_attn.o_proj.weight"])
-        x = rms_norm(h, w["post_attention_layernorm.weight"], cfg.rms_eps)
-        gate = jax.nn.silu(_linear(x, w["mlp.gate_proj.weight"]))
-        h = h + _linear(gate * _linear(x, w["mlp.up_proj.weight"]), w["mlp.down_proj.weight"])
-    return rms_norm(h, params["model.norm.weight"], cfg.rms_eps)
+
+    def body(h, xs):
+        w, extra = xs
+        return _block(w, cfg, h, cos, sin, lambda q, k, v: attend(q, k, v, extra))
+
+    h, aux = jax.lax.scan(body, h, (layers, per_layer))
+    return rms_norm(h, params["model.norm.weight"], cfg.rms_eps), aux
 
 
 def _unembed(params: dict, cfg: LlamaConfig, h: Array) -> Array:
     name = "model.embed_tokens.weight" if cfg.tie_embeddings else "lm_head.weight"
     return _linear(h, params[name])
+
+
+def unembed(params: dict, cfg: LlamaConfig, h: Float[Array, "*b d"]) -> Float[Array, "*b v"]:
+    """Logits $z = h E^\top$ (tied) or $h W_{lm}^\top$ from normed hidden states (float32)."""
+    return _unembed(params, cfg, h)
 
 
 def _canonical(cfg: LlamaConfig, tokens, mask, positions):
@@ -218,6 +266,42 @@ def _self_allowed(mask: Array) -> Array:
     return (causal & mask[:, None, :]) | jnp.eye(t, dtype=bool)[None, :, :]
 
 
+def _hidden(params, cfg, tokens, mask, positions, layers):
+    check_params(params, cfg)
+    tokens, mask, positions = _canonical(cfg, tokens, mask, positions)
+    allowed = _self_allowed(mask)
+    if layers is None:
+        layers = stack_layers(params, cfg)
+    h, _ = _decoder(
+        params,
+        layers,
+        cfg,
+        tokens,
+        positions,
+        lambda q, k, v, _: (_attend(q, k, v, allowed, cfg.n_rep), None),
+    )
+    return h
+
+
+@partial(jax.jit, static_argnames=("cfg",))
+def hidden_states(
+    params: dict,
+    cfg: LlamaConfig,
+    tokens: Int[ArrayLike, "b t"],
+    *,
+    mask: Bool[ArrayLike, "b t"] | None = None,
+    positions: Int[ArrayLike, "b t"] | None = None,
+    layers: dict | None = None,
+) -> Float[Array, "b t d"]:
+    """The final-normed hidden states $h_{b,t}$ whose `unembed` gives `forward`'s logits (float32).
+
+    Cheaper than `forward` when only some positions need logits (the vocabulary projection is $V \times d$ per
+    position). `layers` may hold the blocks' weights already stacked (`stack_layers`, any float dtype); by
+    default they are stacked from `params`.
+    """
+    return _hidden(params, cfg, tokens, mask, positions, layers)
+
+
 @partial(jax.jit, static_argnames=("cfg",))
 def forward(
     params: dict,
@@ -239,13 +323,7 @@ def forward(
     Returns:
       float32 `[b, t, V]` logits; row t predicts token t + 1.
     """
-    check_params(params, cfg)
-    tokens, mask, positions = _canonical(cfg, tokens, mask, positions)
-    allowed = _self_allowed(mask)
-    h = _decoder(
-        params, cfg, tokens, positions, lambda i, q, k, v: _attend(q, k, v, allowed, cfg.n_rep)
-    )
-    return _unembed(params, cfg, h)
+    return _unembed(params, cfg, _hidden(params, cfg, tokens, mask, positions, None))
 
 
 @partial(jax.jit, static_argnames=("cfg",))
@@ -270,17 +348,45 @@ class KVCache(NamedTuple):
     """Keys and values of every layer for `s` slots, and where the next token goes.
 
     Attributes:
-      k, v: tuples of `L` float32 arrays `[b, s, H_kv, D]`, one per layer (RoPE already applied to k).
+      k, v: float32 `[L, b, s, H_kv, D]`, stacked over layers (RoPE already applied to k).
       key_mask: bool `[b, s]`, True on slots holding a real token.
       positions: int32 `[b]`, the RoPE position of the next token of each row.
       length: int32 scalar, the next slot to write (the same for all rows; prompts are left-padded).
     """
 
-    k: tuple[Array, ...]
-    v: tuple[Array, ...]
+    k: Array
+    v: Array
     key_mask: Array
     positions: Array
     length: Array
+
+
+def _prefill(params, cfg, tokens, mask, cache_size, layers):
+    """Normed hidden states of a left-padded prompt and the KV cache of `cache_size` slots."""
+    check_params(params, cfg)
+    tokens, mask, positions = _canonical(cfg, tokens, mask, None)
+    t = tokens.shape[1]
+    if not t <= cache_size <= cfg.max_seq_len:
+        raise ValueError(
+            f"need prompt length {t} <= cache_size {cache_size} <= max_seq_len {cfg.max_seq_len}"
+        )
+    if layers is None:
+        layers = stack_layers(params, cfg)
+    allowed = _self_allowed(mask)
+    pad = ((0, 0), (0, cache_size - t), (0, 0), (0, 0))
+
+    def attend(q, k, v, _):
+        return _attend(q, k, v, allowed, cfg.n_rep), (jnp.pad(k, pad), jnp.pad(v, pad))
+
+    h, (ks, vs) = _decoder(params, layers, cfg, tokens, positions, attend)
+    cache = KVCache(
+        k=ks,
+        v=vs,
+        key_mask=jnp.pad(mask, ((0, 0), (0, cache_size - t))),
+        positions=jnp.sum(mask.astype(jnp.int32), axis=1),
+        length=jnp.asarray(t, jnp.int32),
+    )
+    return h, cache
 
 
 @partial(jax.jit, static_argnames=("cfg", "cache_size"))
@@ -293,31 +399,27 @@ def forward_with_cache(
     cache_size: int,
 ) -> tuple[Float[Array, "b t v"], KVCache]:
     """`forward` on a (left-padded) prompt, also returning a KV cache of `cache_size >= t` slots."""
-    check_params(params, cfg)
-    tokens, mask, positions = _canonical(cfg, tokens, mask, None)
-    t = tokens.shape[1]
-    if not t <= cache_size <= cfg.max_seq_len:
-        raise ValueError(
-            f"need prompt length {t} <= cache_size {cache_size} <= max_seq_len {cfg.max_seq_len}"
-        )
-    allowed = _self_allowed(mask)
-    pad = ((0, 0), (0, cache_size - t), (0, 0), (0, 0))
-    ks, vs = [], []
-
-    def attend(i, q, k, v):
-        ks.append(jnp.pad(k, pad))
-        vs.append(jnp.pad(v, pad))
-        return _attend(q, k, v, allowed, cfg.n_rep)
-
-    h = _decoder(params, cfg, tokens, positions, attend)
-    cache = KVCache(
-        k=tuple(ks),
-        v=tuple(vs),
-        key_mask=jnp.pad(mask, ((0, 0), (0, cache_size - t))),
-        positions=jnp.sum(mask.astype(jnp.int32), axis=1),
-        length=jnp.asarray(t, jnp.int32),
-    )
+    h, cache = _prefill(params, cfg, tokens, mask, cache_size, None)
     return _unembed(params, cfg, h), cache
+
+
+def _decode(params, cfg, cache, tokens, layers):
+    """One token per row at slot `cache.length` → (normed hidden `[b, d]`, new cache)."""
+    tokens = jnp.asarray(tokens).astype(jnp.int32)[:, None]
+    b = tokens.shape[0]
+    slot = cache.length
+    key_mask = jax.lax.dynamic_update_slice(cache.key_mask, jnp.ones((b, 1), bool), (0, slot))
+    allowed = key_mask[:, None, :]
+
+    def attend(q, k, v, kv):
+        k_all = jax.lax.dynamic_update_slice(kv[0], k, (0, slot, 0, 0))
+        v_all = jax.lax.dynamic_update_slice(kv[1], v, (0, slot, 0, 0))
+        return _attend(q, k_all, v_all, allowed, cfg.n_rep), (k_all, v_all)
+
+    h, (ks, vs) = _decoder(
+        params, layers, cfg, tokens, cache.positions[:, None], attend, (cache.k, cache.v)
+    )
+    return h[:, 0], KVCache(ks, vs, key_mask, cache.positions + 1, slot + 1)
 
 
 @partial(jax.jit, static_argnames=("cfg",))
@@ -330,18 +432,5 @@ def decode_step(
     cache size (a write past the end is clamped by `dynamic_update_slice`, overwriting the last slot).
     """
     check_params(params, cfg)
-    tokens = jnp.asarray(tokens).astype(jnp.int32)[:, None]
-    b = tokens.shape[0]
-    slot = cache.length
-    key_mask = jax.lax.dynamic_update_slice(cache.key_mask, jnp.ones((b, 1), bool), (0, slot))
-    allowed = key_mask[:, None, :]
-    ks, vs = list(cache.k), list(cache.v)
-
-    def attend(i, q, k, v):
-        ks[i] = jax.lax.dynamic_update_slice(ks[i], k, (0, slot, 0, 0))
-        vs[i] = jax.lax.dynamic_update_slice(vs[i], v, (0, slot, 0, 0))
-        return _attend(q, ks[i], vs[i], allowed, cfg.n_rep)
-
-    h = _decoder(params, cfg, tokens, cache.positions[:, None], attend)
-    logits = _unembed(params, cfg, h)[:, 0]
-    return logits, KVCache(tuple(ks), tuple(vs), key_mask, cache.positions + 1, slot + 1)
+    h, cache = _decode(params, cfg, cache, tokens, stack_layers(params, cfg))
+    return _unembed(params, cfg, h), cache

@@ -14,7 +14,7 @@ from jax import Array
 from jaxtyping import ArrayLike, Bool, Float, Int
 
 from threegate.lm.config import LlamaConfig
-from threegate.lm.model import decode_step, forward_with_cache
+from threegate.lm.model import _decode, _prefill, stack_layers, unembed
 
 __all__ = ["GenerateOutput", "generate", "top_p_filter"]
 
@@ -74,9 +74,9 @@ def _generate(
     greedy,
 ):
     b, p = prompt_tokens.shape
-    logits, cache = forward_with_cache(
-        params, cfg, prompt_tokens, prompt_mask, cache_size=p + max_new_tokens
-    )
+    layers = stack_layers(params, cfg)  # once per call, loop-invariant for the decode steps
+    h, cache = _prefill(params, cfg, prompt_tokens, prompt_mask, p + max_new_tokens, layers)
+    logits = unembed(params, cfg, h[:, -1:])  # only the last prompt position needs logits
     keys = jax.random.split(key, max_new_tokens)
 
     def step(carry, step_key):
@@ -87,7 +87,8 @@ def _generate(
         ]
         live = ~done
         done = done | (token == eos_id)
-        next_logits, cache = decode_step(params, cfg, cache, token)
+        h, cache = _decode(params, cfg, cache, token, layers)
+        next_logits = unembed(params, cfg, h)
         return (next_logits, cache, done), (token, logp, live)
 
     init = (logits[:, -1], cache, jnp.zeros((b,), bool))

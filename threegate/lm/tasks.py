@@ -34,6 +34,9 @@ __all__ = [
     "Problems",
     "TextTask",
     "decode_chars",
+    "is_heldout",
+    "parse_ranges",
+    "parse_reply",
     "sample_problems",
 ]
 
@@ -189,18 +192,85 @@ def decode_chars(tokens: ArrayLike) -> str:
 
 _INT = re.compile(r"-?\d+")
 
+#: A range of addition problems: (digits of a, digits of b); 1 digit is [0, 10), d ≥ 2 digits [10^(d-1), 10^d).
+Range = tuple[int, int]
+
+
+def parse_ranges(spec: str) -> tuple[Range, ...]:
+    """`"1+1,2+1,2+2"` → `((1, 1), (2, 1), (2, 2))` (ValueError naming the bad part otherwise)."""
+    out = []
+    for part in spec.split(","):
+        m = re.fullmatch(r"\s*(\d)\s*\+\s*(\d)\s*", part)
+        if m is None or not (1 <= int(m[1]) <= 6 and 1 <= int(m[2]) <= 6):
+            raise ValueError(
+                f"operand range {part!r}: expected DIGITS+DIGITS with 1..6 digits, e.g. 2+1"
+            )
+        out.append((int(m[1]), int(m[2])))
+    if not out:
+        raise ValueError("no operand range given")
+    return tuple(out)
+
+
+def _bounds(digits: int) -> tuple[int, int]:
+    return (0, 10) if digits == 1 else (10 ** (digits - 1), 10**digits)
+
+
+def is_heldout(a: ArrayLike, b: ArrayLike, fraction: float = 0.2) -> np.ndarray:
+    """Deterministic train/eval split of problems $(a, b)$: a hash of the pair below `fraction` holds it out.
+
+    Uses a multiplicative hash (Knuth) of $a \\cdot 10^6 + b$ modulo $2^{32}$, so the split does not depend on
+    sampling order, seeds or the set of ranges; about `fraction` of every operand range is held out.
+    """
+    key = (np.asarray(a, np.uint64) * np.uint64(1_000_003) + np.asarray(b, np.uint64)) & np.uint64(
+        0xFFFFFFFF
+    )
+    h = (key * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)
+    return h < np.uint64(int(fraction * 2**32))
+
+
+def _host_rng(key: Array) -> np.random.Generator:
+    return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+
+
+def parse_reply(text: str) -> int | None:
+    """The integer a reply gives as its answer, or None.
+
+    The first non-empty line is the answer line: after its last "=", the first integer ("17 + 8 = 25." → 25);
+    without "=", its last integer ("25", "The sum is 25." → 25). Later lines (explanations) are ignored.
+    """
+    for line in text.splitlines():
+        if line.strip():
+            if "=" in line:
+                found = _INT.findall(line.rsplit("=", 1)[1])
+                return int(found[0]) if found else None
+            found = _INT.findall(line)
+            return int(found[-1]) if found else None
+    return None
+
 
 @dataclass(frozen=True, eq=False)
 class TextTask:
-    """The same problems in words, through a real tokenizer (host side).
+    """Addition (or modular addition) in words, through a real tokenizer (host side).
+
+    Two prompt styles:
+      "compute" (default): "Compute 17 + 8. Reply with only the number." through the chat template; problems mix
+        the operand `ranges` (each problem's range uniform among them). Verified by `parse_reply`.
+      "qa": the lab's first prompt, "What is 17+8? Answer:", operands of `n_digits` digits (uniform on
+        $[0, 10^{n\\_digits})$), verified by the last integer of the reply.
+
+    A deterministic `heldout_fraction` of all problems (`is_heldout`) is never sampled for training; `eval_problems`
+    draws the held-out evaluation set from it.
 
     Attributes:
       tokenizer: an object with `encode(str) -> list[int]`, `decode(list[int]) -> str`, an `eos_id`, and (when
-        `chat` is true) `apply_chat_template(messages) -> str` (E1's `threegate.lm.tokenizer.Tokenizer`).
+        `chat` is true) `apply_chat_template(messages) -> str` (`threegate.lm.tokenizer.Tokenizer`).
       name, n_digits, modulus, reward_correct, reward_wrong: as in `CharTask`.
       prompt_len: P, prompts are left-padded (mask false) to this many tokens; longer prompts raise.
       max_new_tokens: N, tokens generated per completion.
       chat: wrap the question with the tokenizer's chat template.
+      style: "compute" or "qa".
+      ranges: operand ranges of the "compute" style, e.g. `((1, 1), (2, 1), (2, 2))`.
+      heldout_fraction: share of problems reserved for evaluation.
     """
 
     tokenizer: Any
@@ -210,8 +280,19 @@ class TextTask:
     reward_correct: float = 1.0
     reward_wrong: float = -1.0
     prompt_len: int = 48
-    max_new_tokens: int = 8
+    max_new_tokens: int = 16
     chat: bool = True
+    style: Literal["compute", "qa"] = "compute"
+    ranges: tuple[Range, ...] = ((1, 1), (2, 1), (2, 2))
+    heldout_fraction: float = 0.2
+
+    def __post_init__(self):
+        if self.style not in ("compute", "qa"):
+            raise ValueError(f"style must be 'compute' or 'qa', got {self.style!r}")
+        if self.name not in ("addition", "modadd"):
+            raise ValueError(f"task must be 'addition' or 'modadd', got {self.name!r}")
+        if not 0 < self.heldout_fraction < 1:
+            raise ValueError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
 
     @property
     def eos_id(self) -> int:
@@ -221,14 +302,75 @@ class TextTask:
     def answer_len(self) -> int:
         return self.max_new_tokens
 
+    def _draw(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """n problems from the task's distribution (all problems, held-out ones included)."""
+        if self.style == "qa" or self.name == "modadd":
+            hi = _operand_bound(self.name, self.n_digits, self.modulus)
+            return rng.integers(0, hi, n), rng.integers(0, hi, n)
+        which = rng.integers(0, len(self.ranges), n)
+        a, b = np.empty(n, np.int64), np.empty(n, np.int64)
+        for j, (da, db) in enumerate(self.ranges):
+            sel = which == j
+            a[sel] = rng.integers(*_bounds(da), int(sel.sum()))
+            b[sel] = rng.integers(*_bounds(db), int(sel.sum()))
+        return a, b
+
     def sample(self, key: Array, n: int) -> Problems:
-        return sample_problems(self.name, key, n, self.n_digits, self.modulus)
+        """n training problems (never a held-out one), deterministic in `key`."""
+        rng = _host_rng(key)
+        a_out, b_out, have = [], [], 0
+        while have < n:
+            a, b = self._draw(rng, 2 * (n - have) + 8)
+            keep = ~is_heldout(a, b, self.heldout_fraction)
+            a_out.append(a[keep])
+            b_out.append(b[keep])
+            have += int(keep.sum())
+        a, b = np.concatenate(a_out)[:n], np.concatenate(b_out)[:n]
+        return Problems(jnp.asarray(a, jnp.int32), jnp.asarray(b, jnp.int32))
+
+    def eval_problems(self, n: int, seed: int = 0) -> Problems:
+        """n distinct held-out problems, stratified over the ranges (as equal as the held-out pools allow)."""
+        rng = np.random.default_rng(seed)
+        if self.style == "qa" or self.name == "modadd":
+            hi = _operand_bound(self.name, self.n_digits, self.modulus)
+            pools = [np.stack(np.meshgrid(np.arange(hi), np.arange(hi), indexing="ij"), -1)]
+        else:
+            pools = []
+            for da, db in self.ranges:
+                ga, gb = np.meshgrid(
+                    np.arange(*_bounds(da)), np.arange(*_bounds(db)), indexing="ij"
+                )
+                pools.append(np.stack([ga, gb], -1))
+        pools = [p.reshape(-1, 2) for p in pools]
+        pools = [
+            rng.permutation(p[is_heldout(p[:, 0], p[:, 1], self.heldout_fraction)]) for p in pools
+        ]
+        if n > sum(len(p) for p in pools):
+            raise ValueError(f"only {sum(len(p) for p in pools)} held-out problems, asked for {n}")
+        take, left = [0] * len(pools), n
+        while left:  # round-robin over the ranges until n are taken
+            for j, p in enumerate(pools):
+                if left and take[j] < len(p):
+                    take[j] += 1
+                    left -= 1
+        chosen = np.concatenate([p[:k] for p, k in zip(pools, take, strict=True)])
+        return Problems(jnp.asarray(chosen[:, 0], jnp.int32), jnp.asarray(chosen[:, 1], jnp.int32))
+
+    def range_of(self, p: Problems) -> list[str]:
+        """Each problem's operand range as "DA+DB" (digits of a, digits of b)."""
+        return [
+            f"{len(str(x))}+{len(str(y))}"
+            for x, y in zip(np.asarray(p.a).tolist(), np.asarray(p.b).tolist(), strict=True)
+        ]
 
     def answer(self, p: Problems) -> np.ndarray:
         s = np.asarray(p.a).astype(np.int64) + np.asarray(p.b)
         return s if self.name == "addition" else s % self.modulus
 
     def question(self, a: int, b: int) -> str:
+        if self.style == "compute":
+            expr = f"{a} + {b}" if self.name == "addition" else f"({a} + {b}) mod {self.modulus}"
+            return f"Compute {expr}. Reply with only the number."
         if self.name == "addition":
             return f"What is {a}+{b}? Answer:"
         return f"What is ({a}+{b}) mod {self.modulus}? Answer:"
@@ -252,30 +394,41 @@ class TextTask:
         return tokens, mask
 
     def references(self, p: Problems) -> tuple[np.ndarray, np.ndarray]:
-        """Reference completions " <answer>" + EOS, right-padded to `max_new_tokens`."""
+        """Reference completions (the SFT targets), right-padded to `max_new_tokens`: "<answer>" + EOS for the
+        chat style (what an answer-only reply looks like), " <answer>" + EOS for "qa"."""
         ans = self.answer(p)
+        lead = "" if self.style == "compute" else " "
         tokens = np.full((ans.shape[0], self.max_new_tokens), self.eos_id, np.int32)
         mask = np.zeros(tokens.shape, bool)
         for i, v in enumerate(ans.tolist()):
-            ids = [*self.tokenizer.encode(f" {v}"), self.eos_id][: self.max_new_tokens]
+            ids = [*self.tokenizer.encode(f"{lead}{v}"), self.eos_id][: self.max_new_tokens]
             tokens[i, : len(ids)] = ids
             mask[i, : len(ids)] = True
         return tokens, mask
 
-    def parse(self, completion: ArrayLike, mask: ArrayLike | None = None) -> list[int | None]:
-        """The last integer in each decoded completion (up to EOS), or None.
-
-        The last, not the first: "23+45=68" and "The answer is 68" both parse to 68; a completion cut off by
-        `max_new_tokens` mid-number parses to its truncated last number (and is then wrong).
-        """
+    def replies(self, completion: ArrayLike, mask: ArrayLike | None = None) -> list[str]:
+        """Decoded completions, up to (not including) the first EOS."""
         comp = np.asarray(completion)
-        out: list[int | None] = []
+        out = []
         for i, row in enumerate(comp):
             ids = row.tolist() if mask is None else row[np.asarray(mask)[i]].tolist()
             if self.eos_id in ids:
                 ids = ids[: ids.index(self.eos_id)]
-            found = _INT.findall(self.tokenizer.decode(ids))
-            out.append(int(found[-1]) if found else None)
+            out.append(self.tokenizer.decode(ids))
+        return out
+
+    def parse(self, completion: ArrayLike, mask: ArrayLike | None = None) -> list[int | None]:
+        """The answer of each completion: `parse_reply` ("compute"), the last integer ("qa"), or None.
+
+        A completion cut off by `max_new_tokens` mid-number parses to its truncated number (and is then wrong).
+        """
+        out: list[int | None] = []
+        for text in self.replies(completion, mask):
+            if self.style == "compute":
+                out.append(parse_reply(text))
+            else:
+                found = _INT.findall(text)
+                out.append(int(found[-1]) if found else None)
         return out
 
     def score(

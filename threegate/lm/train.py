@@ -37,7 +37,7 @@ from threegate.lm.losses import (
     masked_mean,
     sft_loss,
 )
-from threegate.lm.model import forward
+from threegate.lm.model import hidden_states, unembed
 from threegate.lm.sparse import build_masks, is_linear_name, unchanged_fraction
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "host_metrics",
     "is_linear_name",
     "make_train",
+    "select_groups",
     "train_seeds",
 ]
 
@@ -81,6 +82,9 @@ class TrainConfig:
         "nonprincipal" ($M_{princ}^c$), "low" ($M_{low}$), "safe" ($M_{low}\\cup M_{princ}^c$), "random" (same
         per-layer count as "safe"); α and the SVD rank k of M8 (clipped to the matrix size).
       adapter: LoRA/PiSSA configuration (None = full fine-tuning).
+      dynamic_sampling, dapo_max_rounds: DAPO's dynamic sampling (App. C.1): refill the batch with groups whose
+        rewards are not all equal, drawing up to `dapo_max_rounds` rounds of P prompts (see `fit`); groups that
+        are still all-equal carry zero weight.
       seed: the run's seed; same seed ⇒ identical logs.
     """
 
@@ -106,6 +110,8 @@ class TrainConfig:
     mask_alpha: float = 0.5
     mask_rank: int = 16
     adapter: AdapterConfig | None = None
+    dynamic_sampling: bool = True
+    dapo_max_rounds: int = 3
     seed: int = 0
 
     def __post_init__(self):
@@ -127,6 +133,8 @@ class TrainConfig:
             raise ValueError(f"kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
         if not 0 < self.mask_alpha <= 1 or self.mask_rank < 1:
             raise ValueError("need 0 < mask_alpha <= 1 and mask_rank >= 1")
+        if self.dapo_max_rounds < 1:
+            raise ValueError(f"dapo_max_rounds must be >= 1, got {self.dapo_max_rounds}")
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise ValueError("need temperature > 0 and 0 < top_p <= 1")
 
@@ -205,6 +213,14 @@ class TrainFns(NamedTuple):
     train: Any
 
 
+def select_groups(rewards: jax.Array, p: int) -> jax.Array:
+    """Indices of `p` of the `R ≥ p` groups (rewards `[R, G]`) for DAPO's refilled batch: the groups whose
+    rewards are not all equal first, in sampling order, then all-equal ones (which `dynamic_sampling_mask`
+    zero-weights). Static shapes, so it also runs under jit."""
+    mixed = dynamic_sampling_mask(rewards)
+    return jnp.argsort(~mixed, stable=True)[:p]
+
+
 def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     adamw = optax.adamw(cfg.lr, cfg.b1, cfg.b2, cfg.adam_eps, weight_decay=cfg.weight_decay)
     if cfg.max_grad_norm is None:
@@ -221,12 +237,15 @@ def _upcast(tree):
 
 
 def _completion_logits(params, mcfg, prompts, pmask, completion, cmask, temperature):
-    """Logits `[B, N, V]` (divided by the temperature) that predict each completion token."""
+    """Logits `[B, N, V]` (divided by the temperature) that predict each completion token.
+
+    The vocabulary projection runs on the N positions that predict completion tokens only, not on the prompt.
+    """
     t = prompts.shape[1]
     full = jnp.concatenate([prompts, completion], axis=1)
     fmask = jnp.concatenate([pmask, cmask], axis=1)
-    logits = forward(params, mcfg, full, mask=fmask)
-    return logits[:, t - 1 : -1] / temperature
+    h = hidden_states(params, mcfg, full, mask=fmask)
+    return unembed(params, mcfg, h[:, t - 1 : -1]) / temperature
 
 
 def _token_logp(logits, tokens):
@@ -258,16 +277,20 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
 
     def init(params0, key):
         k_mask, k_adapter = jax.random.split(key)
+        # The base is a bf16 checkpoint: a float32 source (e.g. dequantized GGUF) is rounded once, and the
+        # master starts from exactly those values, master0 = f32(bf16(W)). A master that started off the bf16
+        # grid would flip every weight sitting near a rounding tie at the first step, weight decay alone
+        # sufficing, and count as updates what is only the first rounding.
         ref = _to_stored(params0)
+        base0 = _upcast(ref)  # a fresh float32 copy: the jitted driver donates the state's buffers
         if adapter is None:
-            # a fresh copy: the jitted driver donates the state's buffers, never the caller's params0
-            master = jax.tree.map(lambda x: jnp.array(x, jnp.float32, copy=True), params0)
+            master = base0
             base = None
         else:
             from threegate.lm.adapters import init_adapters
 
-            base, master = init_adapters(params0, adapter, k_adapter, STORED_DTYPE)
-        masks = build_masks(cfg, params0, k_mask)
+            base, master = init_adapters(base0, adapter, k_adapter, STORED_DTYPE)
+        masks = build_masks(cfg, base0, k_mask)
         with jax.numpy_dtype_promotion("standard"):
             opt_state = opt.init(master)
         state = TrainState(master, _to_stored(master), opt_state, jnp.zeros((), jnp.int32))
@@ -341,7 +364,7 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
         if cfg.algo == "reinforce":
             return batch_normalized_advantages(rewards), jnp.ones_like(rewards)
         adv = group_advantages(r).reshape(-1)
-        if cfg.algo == "dapo":
+        if cfg.algo == "dapo" and cfg.dynamic_sampling:
             keep = jnp.repeat(dynamic_sampling_mask(r), g).astype(rewards.dtype)
             return adv, keep
         return adv, jnp.ones_like(rewards)
@@ -432,15 +455,22 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
         metrics |= unchanged_fraction(_to_stored(effective(new, frozen)), frozen.ref)
         return new, metrics
 
+    refill = cfg.algo == "dapo" and cfg.dynamic_sampling and cfg.dapo_max_rounds > 1
+
     def step(state, frozen, key):
         k_prob, k_roll, k_upd = jax.random.split(key, 3)
-        problems = task.sample(k_prob, cfg.prompts_per_step)
+        n_prompts = cfg.prompts_per_step * (cfg.dapo_max_rounds if refill else 1)
+        problems = task.sample(k_prob, n_prompts)
         problems = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), problems)
         prompts, pmask = task.prompts(problems)
         out = rollout(state, frozen, prompts, pmask, k_roll)
         rewards, correct = task.score(problems, out.tokens, out.mask)
         targets, tmask = task.references(problems)
         b = Batch(prompts, pmask, out.tokens, out.mask, rewards, correct, targets, tmask)
+        if refill:  # oversample, then keep mixed groups first (DAPO's dynamic sampling)
+            keep = select_groups(rewards.reshape(-1, g), cfg.prompts_per_step)
+            rows = (keep[:, None] * g + jnp.arange(g)[None, :]).reshape(-1)
+            b = jax.tree.map(lambda x: jnp.take(x, rows, axis=0), b)
         return update(state, frozen, b, k_upd)
 
     def train(params0, key):
