@@ -221,6 +221,20 @@ def test_greedy_is_the_argmax_chain_and_logprobs_are_model_logprobs():
     np.testing.assert_allclose(np.asarray(out.logprobs), lp, rtol=0, atol=TOL * np.abs(lp).max())
 
 
+def test_group_prefill_equals_prefilling_every_row():
+    # GRPO's G completions per prompt: each prompt is prefilled once and its cache shared by the group
+    rep = np.repeat(PROMPT, 4, axis=0), np.repeat(PMASK, 4, axis=0)
+    key = jax.random.key(3)
+    every = generate(PARAMS, CFG, *rep, key, max_new_tokens=5, temperature=1.0)
+    shared = generate(PARAMS, CFG, *rep, key, max_new_tokens=5, temperature=1.0, group=4)
+    np.testing.assert_array_equal(np.asarray(shared.tokens), np.asarray(every.tokens))
+    lp = np.asarray(every.logprobs)
+    np.testing.assert_allclose(np.asarray(shared.logprobs), lp, rtol=0, atol=TOL * np.abs(lp).max())
+    assert len({tuple(r) for r in np.asarray(shared.tokens)[:4].tolist()}) > 1  # rows sample independently
+    with pytest.raises(ValueError, match="group"):
+        generate(PARAMS, CFG, *rep, key, max_new_tokens=2, group=5)
+
+
 def test_eos_masks_everything_after_the_first_eos():
     greedy = generate(PARAMS, CFG, PROMPT, PMASK, jax.random.key(0), max_new_tokens=6, greedy=True)
     eos = int(greedy.tokens[0, 2])

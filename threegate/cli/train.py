@@ -1,7 +1,11 @@
 """`threegate train {sft,grpo,dapo,reinforce}`: train a JAX Llama on a verifiable task, log and checkpoint.
 
-Writes `OUT/log.jsonl` (one record per step, flushed), `OUT/train_config.json`, `OUT/eval.json` (greedy accuracy
-before and after on a fixed eval set) and bf16 checkpoints `OUT/step_XXXXXX/` (step 0 = the base, first).
+Writes `OUT/log.jsonl` (one record per step, flushed), `OUT/train_config.json`, `OUT/run.json` (the command's
+settings), `OUT/eval.json` (held-out evaluation before and after: for text tasks avg@k sampled accuracy at the
+rollout temperature and greedy accuracy with 95% CIs and their paired difference; for tiny char tasks greedy
+accuracy), `OUT/gates.jsonl` (with `--gates N`: Gate I and Gate III measured on N updates), bf16 checkpoints
+`OUT/step_XXXXXX/` (step 0 = the bf16 base, first) and the latest full training state in `OUT/resume/`
+(`--resume` continues an interrupted run from it: same records as one uninterrupted run).
 """
 
 import argparse
@@ -52,7 +56,29 @@ def register(subparsers) -> None:
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--lora-alpha", type=float, default=16.0)
     p.add_argument("--checkpoint-every", type=int, default=0)
-    p.add_argument("--eval-size", type=int, default=128)
+    p.add_argument(
+        "--checkpoints",
+        type=int,
+        default=0,
+        help="also checkpoint at N evenly spaced steps (3: 1/3, 2/3 and the end, for Fig 3)",
+    )
+    p.add_argument(
+        "--ranges",
+        default="1+1,2+1,2+2",
+        help="operand ranges of SmolLM2's addition task, digits of a + digits of b (default 1+1,2+1,2+2)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="rollout and eval temperature (smollm2: 0.7)",
+    )
+    p.add_argument("--max-new-tokens", type=int, default=16, help="reply length (text tasks)")
+    p.add_argument("--eval-k", type=int, default=4, help="samples per eval problem (avg@k)")
+    p.add_argument("--gates", type=int, default=0, help="gate-check N evenly spaced updates")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/resume/")
+    p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
+    p.add_argument("--eval-size", type=int, default=None, help="held-out problems (smollm2: 240)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", required=True)
     p.set_defaults(func=run)
@@ -71,7 +97,18 @@ def _model(args):
         return CharTask(args.task, args.digits, args.modulus, 1.0, args.reward_wrong)
 
     def text_task(tok):
-        return TextTask(tok, args.task, args.digits, args.modulus, 1.0, args.reward_wrong)
+        from threegate.lm.tasks import parse_ranges
+
+        return TextTask(
+            tok,
+            args.task,
+            args.digits,
+            args.modulus,
+            1.0,
+            args.reward_wrong,
+            max_new_tokens=args.max_new_tokens,
+            ranges=parse_ranges(args.ranges),
+        )
 
     if args.model == "smollm2":
         from threegate.lm.smollm2 import load_smollm2
@@ -98,21 +135,51 @@ def _model(args):
     return mcfg, params, task, scratch
 
 
+def evenly_spaced(steps: int, n: int) -> list[int]:
+    """n steps spread over 1..steps ending at `steps` (e.g. 30, 3 → [10, 20, 30]); [] for n = 0."""
+    return (
+        sorted({max(1, round(steps * j / n)) for j in range(1, n + 1)})
+        if n > 0 and steps > 0
+        else []
+    )
+
+
+def _evaluate(params, mcfg, task, problems, args, temperature):
+    import jax
+
+    from threegate.lm.evaluation import eval_report
+    from threegate.lm.fit import evaluate
+
+    if hasattr(task, "range_of"):
+        return eval_report(
+            params, mcfg, task, problems, jax.random.key(0), k=args.eval_k, temperature=temperature
+        )
+    return evaluate(params, mcfg, task, problems, jax.random.key(0))
+
+
 def run(args) -> int:
     import json
+    import time
     from pathlib import Path
 
     import jax
     from tqdm import tqdm
 
     from threegate.lm.adapters import AdapterConfig
-    from threegate.lm.fit import evaluate, fit
+    from threegate.lm.evaluation import paired_difference
+    from threegate.lm.fit import fit
     from threegate.lm.train import TrainConfig
 
     if args.steps < 0:
         raise ValueError(f"--steps must be >= 0, got {args.steps}")
+    if args.max_new_tokens < 1 or args.eval_k < 1 or args.gates < 0 or args.checkpoints < 0:
+        raise ValueError(
+            "--max-new-tokens and --eval-k must be >= 1, --gates and --checkpoints >= 0"
+        )
     mcfg, params, task, scratch = _model(args)
+    text = hasattr(task, "range_of")
     lr = args.lr if args.lr is not None else (3e-3 if scratch else 1e-5)
+    temperature = args.temperature if args.temperature is not None else (0.7 if text else 1.0)
     adapter = None
     if args.adapter is not None:
         adapter = AdapterConfig(args.adapter, args.rank, args.lora_alpha)
@@ -127,6 +194,7 @@ def run(args) -> int:
         minibatches=args.minibatches,
         beta=args.beta,
         kl_estimator=args.kl,
+        temperature=temperature,
         mask=args.mask,
         mask_alpha=args.mask_alpha,
         mask_rank=args.mask_rank,
@@ -134,8 +202,27 @@ def run(args) -> int:
         seed=args.seed,
     )
     out = Path(args.out)
-    problems = task.sample(jax.random.key(10_000 + args.seed), args.eval_size)
-    before = evaluate(params, mcfg, task, problems, jax.random.key(0))
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.resume and (out / "log.jsonl").exists() and (out / "log.jsonl").stat().st_size:
+        raise ValueError(f"{out} already holds a run (log.jsonl); use --resume or another --out")
+    (out / "run.json").write_text(
+        json.dumps({"argv": vars(args) | {"func": None}}, indent=2, default=str)
+    )
+    eval_size = args.eval_size if args.eval_size is not None else (240 if text else 128)
+    if text:
+        problems = task.eval_problems(eval_size)
+    else:
+        problems = task.sample(jax.random.key(10_000 + args.seed), eval_size)
+    before_file = out / "eval_before.json"
+    before = None
+    if not args.no_eval:
+        if args.resume and before_file.is_file():
+            before = json.loads(before_file.read_text())
+        else:
+            t0 = time.perf_counter()
+            before = _evaluate(params, mcfg, task, problems, args, temperature)
+            before["seconds"] = time.perf_counter() - t0
+            before_file.write_text(json.dumps(before, indent=2))
     bar = tqdm(total=args.steps, disable=args.no_progress, desc=f"train {args.algo}", unit="step")
 
     def progress(rec):
@@ -152,17 +239,32 @@ def run(args) -> int:
             params,
             out=out,
             checkpoint_every=args.checkpoint_every,
+            checkpoint_steps=evenly_spaced(args.steps, args.checkpoints),
             callback=progress,
+            resume=args.resume,
+            gates_steps=evenly_spaced(args.steps, args.gates),
         )
     finally:
         bar.close()
-    after = evaluate(res.params, mcfg, task, problems, jax.random.key(0))
-    summary = {
-        "eval_before": before,
-        "eval_after": after,
-        "eval_size": args.eval_size,
-        "steps": args.steps,
-    }
+    summary = {"steps": args.steps, "eval_size": eval_size, "temperature": temperature}
+    if before is not None:
+        t0 = time.perf_counter()
+        after = _evaluate(res.params, mcfg, task, problems, args, temperature)
+        after["seconds"] = time.perf_counter() - t0
+        summary |= {"eval_before": before, "eval_after": after}
+        if text:
+            summary["difference"] = {
+                "accuracy": paired_difference(before, after, "avg_at_k"),
+                "greedy_accuracy": paired_difference(before, after, "greedy"),
+            }
     (out / "eval.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary))
+    brief = {k: v for k, v in summary.items() if k not in ("eval_before", "eval_after")}
+    for key in ("eval_before", "eval_after"):
+        if key in summary:
+            brief[key] = {
+                k: summary[key][k]
+                for k in ("accuracy", "accuracy_ci", "greedy_accuracy", "greedy_ci", "reward")
+                if k in summary[key]
+            }
+    print(json.dumps(brief))
     return 0

@@ -96,7 +96,9 @@ def fit(
       resume: continue from `out/resume/` (same config required); a run with no saved state starts afresh.
       gates_steps: steps (1-based) whose update is gate-checked into `out/gates.jsonl` (full fine-tuning only).
     """
-    fns, step_jit, rollout_jit, update_jit = _compiled(dataclasses.replace(cfg, seed=0), mcfg, task)
+    fns, step_jit, rollout_jit, update_jit, batch_jit = _compiled(
+        dataclasses.replace(cfg, seed=0), mcfg, task
+    )
     k_init, k_run = jax.random.split(jax.random.key(cfg.seed))
     state, frozen = fns.init(params0, k_init)
     wanted = set(checkpoint_steps) | {cfg.steps}
@@ -135,9 +137,15 @@ def fit(
             check = (t + 1) in gates_steps
             if check:
                 before = (_copy(state.stored), _copy(state.master))
-            if step_jit is not None:
+            if step_jit is not None and not check:
                 state, metrics = step_jit(state, frozen, key)
                 batch, timing = None, {}
+            elif (
+                step_jit is not None
+            ):  # the same step in two halves, to keep its batch for the gates
+                batch, k_upd = batch_jit(state, frozen, key)
+                state, metrics = update_jit(state, frozen, batch, k_upd)
+                timing = {}
             else:
                 batch, k_upd, timing = _host_batch(cfg, task, fns, rollout_jit, state, frozen, key)
                 t_upd = time.perf_counter()
@@ -195,7 +203,8 @@ def _compiled(cfg: TrainConfig, mcfg: LlamaConfig, task: Any):
     configuration (another seed, or the same one to check determinism) reuses the compiled code."""
     fns = make_train(cfg, mcfg, task)
     step_jit = None if fns.step is None else jax.jit(fns.step, donate_argnums=0)
-    return fns, step_jit, jax.jit(fns.rollout), jax.jit(fns.update, donate_argnums=0)
+    batch_jit = None if fns.sample_batch is None else jax.jit(fns.sample_batch)
+    return fns, step_jit, jax.jit(fns.rollout), jax.jit(fns.update, donate_argnums=0), batch_jit
 
 
 def _host_round(cfg, task, fns, rollout_jit, state, frozen, k_prob, k_roll):

@@ -46,18 +46,25 @@ class GRPOStepFlops(NamedTuple):
 
 
 def grpo_step_flops(
-    cfg: LlamaConfig, sequences: int, prompt_len: int, new_tokens: int, *, logprob_passes: int = 2
+    cfg: LlamaConfig,
+    sequences: int,
+    prompt_len: int,
+    new_tokens: int,
+    *,
+    group: int = 1,
+    logprob_passes: int = 2,
 ) -> GRPOStepFlops:
     """FLOPs of one step of `threegate.lm.train` on `sequences` = P·G rollouts of `new_tokens` after a
     `prompt_len`-token (padded) prompt.
 
-    rollout: prefill (logits at the last prompt position only) and `new_tokens` decode steps (the sampler also
-    feeds the last sampled token), each over `prompt_len + new_tokens` cache slots; logprobs: `logprob_passes` forwards (current and reference policy) over the whole
+    rollout: prefill of the `sequences / group` distinct prompts (logits at the last prompt position only) and
+    `new_tokens` decode steps (the sampler also feeds the last sampled token), each over `prompt_len +
+    new_tokens` cache slots; logprobs: `logprob_passes` forwards (current and reference policy) over the whole
     sequence with logits on the completion; update: forward + backward of the same, over all minibatches.
     """
     b, t, n = sequences, prompt_len, new_tokens
     full = t + n
-    prefill = forward_flops(cfg, b * t, t, b)
+    prefill = forward_flops(cfg, (b // group) * t, t, b // group)
     decode = n * forward_flops(cfg, b, full, b)
     one_pass = forward_flops(cfg, b * full, full, b * n)
     return GRPOStepFlops(prefill + decode, logprob_passes * one_pass, 3 * one_pass)

@@ -59,7 +59,7 @@ def _pick(logits: Array, key: Array, temperature: Array, top_p: Array, greedy: b
     return jax.random.categorical(key, top_p_filter(tempered, top_p), axis=-1).astype(jnp.int32)
 
 
-@partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "greedy"))
+@partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "greedy", "group"))
 def _generate(
     params,
     cfg,
@@ -72,10 +72,25 @@ def _generate(
     *,
     max_new_tokens,
     greedy,
+    group,
 ):
     b, p = prompt_tokens.shape
-    layers = stack_layers(params, cfg)  # once per call, loop-invariant for the decode steps
-    h, cache = _prefill(params, cfg, prompt_tokens, prompt_mask, p + max_new_tokens, layers)
+    # Upcast and stack the weights once per call: the decode steps then read float32 weights instead of
+    # converting every bf16 weight again at every token.
+    params = jax.tree.map(lambda x: x.astype(jnp.float32), params)
+    layers = stack_layers(params, cfg)
+    # Each prompt of a group of `group` identical rows is prefilled once, its cache shared by the group.
+    h, cache = _prefill(
+        params, cfg, prompt_tokens[::group], prompt_mask[::group], p + max_new_tokens, layers
+    )
+    if group > 1:
+        cache = cache._replace(
+            k=jnp.repeat(cache.k, group, axis=1),
+            v=jnp.repeat(cache.v, group, axis=1),
+            key_mask=jnp.repeat(cache.key_mask, group, axis=0),
+            positions=jnp.repeat(cache.positions, group, axis=0),
+        )
+        h = jnp.repeat(h, group, axis=0)
     logits = unembed(params, cfg, h[:, -1:])  # only the last prompt position needs logits
     keys = jax.random.split(key, max_new_tokens)
 
@@ -108,6 +123,7 @@ def generate(
     top_p: float | int = 1.0,
     greedy: bool = False,
     eos_id: int | None = None,
+    group: int = 1,
 ) -> GenerateOutput:
     """Sample `max_new_tokens` tokens after each (left-padded) prompt.
 
@@ -125,6 +141,8 @@ def generate(
       top_p: nucleus mass in (0, 1].
       greedy: argmax decoding.
       eos_id: the id that ends a sequence (None: no EOS, `mask` all True).
+      group: the prompts come in consecutive groups of `group` identical rows (GRPO's G completions per
+        prompt); each group's prompt is prefilled once. Only rows `::group` are read.
 
     Returns:
       `GenerateOutput(tokens, logprobs, mask)`, each `[b, n]`.
@@ -155,6 +173,10 @@ def generate(
         np.all(np.asarray(prompt_mask)[:, -1])
     ):
         raise ValueError("prompts must be left-padded: prompt_mask[:, -1] must be all True")
+    if not isinstance(group, int) or group < 1 or prompt_tokens.shape[0] % group:
+        raise ValueError(
+            f"group must be a positive int dividing the batch {prompt_tokens.shape[0]}, got {group!r}"
+        )
     eos = jnp.asarray(-1 if eos_id is None else eos_id, jnp.int32)
     return _generate(
         params,
@@ -167,4 +189,5 @@ def generate(
         eos,
         max_new_tokens=max_new_tokens,
         greedy=greedy,
+        group=group,
     )

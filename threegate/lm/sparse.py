@@ -65,7 +65,13 @@ def unchanged_fraction(stored: dict, ref: dict) -> dict:
         same_all, n_all = same_all + eq, n_all + w.size
         if is_linear_name(name):
             same_lin, n_lin = same_lin + eq, n_lin + w.size
+    # The counts travel too: a float32 ratio computed on the device can come out as 1 - 2^-24 for equal
+    # counts (XLA turns the division by a constant into a reciprocal multiply); `host_metrics` divides exactly.
     return {
         "sparsity": same_all.astype(jnp.float32) / n_all,
         "sparsity_linear": same_lin.astype(jnp.float32) / max(n_lin, 1),
+        "unchanged": same_all,
+        "unchanged_linear": same_lin,
+        "params": jnp.asarray(n_all, jnp.int32),
+        "params_linear": jnp.asarray(n_lin, jnp.int32),
     }

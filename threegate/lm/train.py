@@ -211,6 +211,7 @@ class TrainFns(NamedTuple):
     update: Any
     step: Any
     train: Any
+    sample_batch: Any
 
 
 def select_groups(rewards: jax.Array, p: int) -> jax.Array:
@@ -264,6 +265,7 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
         advantages, then `epochs·minibatches` masked AdamW updates in a `lax.scan`.
       step(state, frozen, key) -> (state, metrics): sample problems, roll out, verify, update (jnp tasks only,
         i.e. `CharTask`; None for a host-side verifier).
+      sample_batch(state, frozen, key) -> (Batch, update key): the sampling half of `step` (jnp tasks only).
       train(params0, key) -> (state, metrics[steps]): `init` then `lax.scan(step)`; `jax.vmap` it over keys to run
         several seeds at once (`train_seeds`).
     """
@@ -319,6 +321,7 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
             top_p=cfg.top_p,
             greedy=False,
             eos_id=eos,
+            group=g,
         )
 
     def sample_metrics(state, frozen, b: Batch):
@@ -457,7 +460,7 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
 
     refill = cfg.algo == "dapo" and cfg.dynamic_sampling and cfg.dapo_max_rounds > 1
 
-    def step(state, frozen, key):
+    def sample_batch(state, frozen, key):
         k_prob, k_roll, k_upd = jax.random.split(key, 3)
         n_prompts = cfg.prompts_per_step * (cfg.dapo_max_rounds if refill else 1)
         problems = task.sample(k_prob, n_prompts)
@@ -471,6 +474,10 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
             keep = select_groups(rewards.reshape(-1, g), cfg.prompts_per_step)
             rows = (keep[:, None] * g + jnp.arange(g)[None, :]).reshape(-1)
             b = jax.tree.map(lambda x: jnp.take(x, rows, axis=0), b)
+        return b, k_upd
+
+    def step(state, frozen, key):
+        b, k_upd = sample_batch(state, frozen, key)
         return update(state, frozen, b, k_upd)
 
     def train(params0, key):
@@ -481,7 +488,13 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
 
     jnp_task = getattr(task, "jax_native", False)
     return TrainFns(
-        init, effective, rollout, update, step if jnp_task else None, train if jnp_task else None
+        init,
+        effective,
+        rollout,
+        update,
+        step if jnp_task else None,
+        train if jnp_task else None,
+        sample_batch if jnp_task else None,
     )
 
 
@@ -496,5 +509,14 @@ def train_seeds(cfg: TrainConfig, mcfg: LlamaConfig, task: Any, params0: dict, s
 
 
 def host_metrics(metrics: dict) -> dict[str, float]:
-    """Device metrics → plain floats (for JSON)."""
-    return {k: float(np.asarray(v)) for k, v in metrics.items()}
+    """Device metrics → plain floats (for JSON); the sparsities are recomputed exactly from their integer counts
+    (an unchanged model has sparsity exactly 1.0)."""
+    out = {k: float(np.asarray(v)) for k, v in metrics.items()}
+    for ratio, num, den in (
+        ("sparsity", "unchanged", "params"),
+        ("sparsity_linear", "unchanged_linear", "params_linear"),
+    ):
+        if num in metrics and den in metrics:
+            n = int(np.asarray(metrics[den]))
+            out[ratio] = int(np.asarray(metrics[num])) / n if n else float("nan")
+    return out
