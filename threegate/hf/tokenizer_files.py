@@ -35,7 +35,7 @@ def char_tokenizer() -> Tokenizer:
     from threegate.lm.tasks import BOS, CHAR_VOCAB, EOS, PAD, decode_chars
 
     specials = dict(zip((PAD, BOS, EOS), CHAR_SPECIALS, strict=True))
-    vocab = {specials.get(i, decode_chars([i])): i for i in range(CHAR_VOCAB)}
+    vocab = {specials.get(i, decode_chars(i)): i for i in range(CHAR_VOCAB)}
     hf = _HFTokenizer(models.WordLevel(vocab=vocab, unk_token=None))
     hf.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex("."), behavior="isolated")]
