@@ -14,6 +14,7 @@ reads them, so the exported model is the one `load_smollm2(dtype=bfloat16)` desc
 Tensors stream one at a time, so memory stays at about one tensor.
 """
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -148,7 +149,10 @@ def _tokenizer(
     if choice == "gguf":
         if own_spec is None:
             raise ValueError(f"{label} is not a GGUF file: it has no tokenizer of its own")
-        bundle = _gguf_bundle(own_spec, "gguf")
+        try:
+            bundle = _gguf_bundle(own_spec, "gguf")
+        except ValueError as err:
+            raise ValueError(f"{label}: {err}; --tokenizer none exports without one") from None
     elif choice == "smollm2":
         bundle = _gguf_bundle(_smollm2_spec(), "smollm2")
     else:
@@ -192,8 +196,6 @@ def _open_source(src: str | os.PathLike[str]):
         steps = sorted(p.name for p in path.glob("step_*") if (p / CONFIG_FILE).is_file())
         hint = f" (a training run? its checkpoints are {steps[0]} ... {steps[-1]})" if steps else ""
         raise CheckpointError(f"{path}: no {CONFIG_FILE}: not a threegate checkpoint{hint}")
-    import json
-
     try:
         data = json.loads(cfg_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -288,8 +290,6 @@ def export_hf(
         save_safetensors_stream(tensors(), out, metadata={"threegate_source": label})
     finally:
         ckpt.close()
-
-    import json
 
     files = {
         "config.json": json.dumps(hf_config(cfg, ids), indent=2),
