@@ -11,7 +11,8 @@ tokens, one gradient update per step (`minibatches=1`), float32 master and bf16 
   the count if every row's prompt were prefilled (what a trainer without prompt sharing computes);
 * `gemm_flops_per_s`: the machine's float32 GEMM rate, measured here with a jitted 2048³ matmul (best of 5);
 * `flop_floor_seconds` = flops / gemm_flops_per_s, and `step_over_floor`;
-* the load average before and after (timings on a loaded machine are not comparable).
+* `peak_rss_mb` (this process's VmHWM) and the load average before and after (timings on a loaded machine are
+  not comparable).
 
 Usage: python benchmarks/bench_lab.py [--steps 4] [--json out.json]
 """
@@ -38,6 +39,18 @@ def gemm_rate(n: int = 2048, repeats: int = 5) -> float:
         f(a, b).block_until_ready()
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best
+
+
+def peak_rss_mb() -> float | None:
+    """This process's resident high-water mark (VmHWM), MB; None where /proc is absent."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
 
 
 def main() -> int:
@@ -99,6 +112,7 @@ def main() -> int:
         "gemm_flops_per_s": rate,
         "flop_floor_seconds": floor,
         "step_over_floor": step / floor,
+        "peak_rss_mb": peak_rss_mb(),
         "backend": jax.default_backend(),
         "cpu_count": os.cpu_count(),
         "loadavg_before": load_before,

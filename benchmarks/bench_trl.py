@@ -4,11 +4,10 @@ Not a test. The model is SmolLM2 exported by `threegate export-hf` (or `--model 
 trained by TRL on the CPU with the workload of `make bench-lab`:
 
 * P prompts × a group of G completions per step (default 8 × 8), N new tokens (default 16), sampling at
-  temperature 1, top-p 1;
-* the addition task's prompts ("What is 23+45? Answer:") through the chat template, problems drawn by
-  `threegate.lm.tasks.TextTask.sample`;
-* reward = our verifier (`TextTask.score`: the last integer of the decoded completion, up to EOS, equals a+b;
-  +1 / -1);
+  temperature 0.7 (the lab's rollout temperature), top-p 1;
+* the lab's addition task (`threegate.lm.tasks.TextTask`: "Compute 17 + 8. Reply with only the number." through
+  the chat template, operand ranges 1+1, 2+1, 2+2), problems drawn by `TextTask.sample`;
+* reward = our verifier (`TextTask.score`, `parse_reply`: the answer line's integer equals a+b; +1 / -1);
 * one optimizer update per step (one generation batch, one iteration, no gradient accumulation), AdamW at
   lr 1e-5, weight decay 0.01, gradient clip 1.0, constant schedule, no KL term (β = 0), clip ε = 0.2.
 
@@ -71,7 +70,7 @@ def _child(spec_path: Path) -> dict:
     ours = Tokenizer.from_file(
         model_dir / "tokenizer.json", bos=special.get("bos_token"), eos=special["eos_token"]
     )
-    task = TextTask(ours, "addition", n_digits=2, max_new_tokens=spec["new_tokens"], chat=True)
+    task = TextTask(ours, max_new_tokens=spec["new_tokens"])
     rows = [
         {"prompt": [{"role": "user", "content": task.question(a, b)}], "a": a, "b": b}
         for a, b in zip(spec["a"], spec["b"], strict=True)
@@ -90,7 +89,7 @@ def _child(spec_path: Path) -> dict:
 
     # Control: the verifier rewards a planted right answer and penalizes a wrong one.
     a0, b0 = spec["a"][0], spec["b"][0]
-    right, wrong = ([*ours.encode(f" {v}"), task.eos_id] for v in (a0 + b0, a0 + b0 + 1))
+    right, wrong = ([*ours.encode(f"{v}"), task.eos_id] for v in (a0 + b0, a0 + b0 + 1))
     if addition_reward([right, wrong], [a0, a0], [b0, b0]) != [1.0, -1.0]:
         raise RuntimeError(
             "the reward function does not reproduce the verifier on a planted answer"
@@ -165,7 +164,7 @@ def _child(spec_path: Path) -> dict:
             beta=0.0,
             epsilon=0.2,
             loss_type="grpo",
-            temperature=1.0,
+            temperature=0.7,
             top_p=1.0,
             max_steps=spec["steps"],
             logging_steps=1,
@@ -251,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import jax
 
-    from threegate.lm.tasks import sample_problems
+    from threegate.lm.smollm2 import load_smollm2
+    from threegate.lm.tasks import TextTask
 
     with tempfile.TemporaryDirectory(prefix="bench-trl-") as tmp:
         model = args.model
@@ -260,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
 
             model = Path(tmp) / "smollm2-hf"
             export_hf("smollm2", model)
-        problems = sample_problems(
-            "addition", jax.random.key(args.seed), args.prompts * args.steps, n_digits=2
+        # the lab's problem distribution (bench_lab draws its own problems from the same one)
+        problems = TextTask(load_smollm2()[2]).sample(
+            jax.random.key(args.seed), args.prompts * args.steps
         )
         spec = {
             "model": str(model),
