@@ -90,7 +90,7 @@ def eval_report(
     *,
     k: int = 4,
     temperature: float = 1.0,
-    batch_size: int = 64,
+    batch_size: int = 256,
     examples: int = 8,
 ) -> dict[str, Any]:
     """Greedy and avg@k sampled accuracy of `params` on fixed `problems`, overall and per operand range.
