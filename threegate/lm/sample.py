@@ -56,7 +56,9 @@ def _pick(logits: Array, key: Array, temperature: Array, top_p: Array, greedy: b
     if greedy:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     tempered = logits / temperature
-    return jax.random.categorical(key, top_p_filter(tempered, top_p), axis=-1).astype(jnp.int32)
+    # The nucleus needs a sort of the vocabulary per row and token; at top_p = 1 it keeps every token, so skip it.
+    tempered = jax.lax.cond(top_p < 1, top_p_filter, lambda z, _: z, tempered, top_p)
+    return jax.random.categorical(key, tempered, axis=-1).astype(jnp.int32)
 
 
 @partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "greedy", "group"))
