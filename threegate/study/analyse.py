@@ -77,6 +77,7 @@ class StudyConfig:
       dtype: "float32" or "float64" for the measured products.
       resume: continue the compare folders of an interrupted analysis.
       figures: draw the figures (PNG).
+      include: only tensors whose name matches this regex (e.g. a few layers, for a quick look).
     """
 
     k: int = 64
@@ -87,6 +88,7 @@ class StudyConfig:
     dtype: str = "float32"
     resume: bool = False
     figures: bool = True
+    include: str | None = None
 
 
 def _check_runs(runs: Sequence[Run]) -> list[Run]:
@@ -114,6 +116,7 @@ def _compare(base: str, tuned: list[str], out: Path, cfg: StudyConfig, **kw) -> 
         alpha=cfg.alpha,
         dtype=cfg.dtype,
         resume=cfg.resume,
+        include=kw.pop("include", cfg.include),
         layer=kw.pop("layer", cfg.layer),
         **kw,
     )

@@ -1,0 +1,115 @@
+"""`report.md` of a study: the claims table first, then the tables and figures, each with what to look at."""
+
+import math
+from pathlib import Path
+
+__all__ = ["write_report"]
+
+#: One line per figure file-name prefix: what to look at.
+CAPTIONS = {
+    "fig2": "Consensus maps: entries every RL run updated; stripes along rows or columns are the paper's Fig 2.",
+    "fig3": "Row/column update ratios of q and o at the checkpoints: do the stripes stay put over training?",
+    "fig4": "Max principal angle and normalized spectral shift per layer: RL should rotate and shift less than SFT.",
+    "fig5": "Overlap of the update mask with M_princ, M_low and M_princ∩M_low^c against random masks.",
+}
+
+
+def _fmt(x, spec: str = ".3g") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return format(x, spec) if isinstance(x, (int, float)) else str(x)
+
+
+def _md_cell(x) -> str:
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
+    return [*out, ""]
+
+
+def _caption(name: str) -> str:
+    stem = Path(name).stem
+    for prefix, text in CAPTIONS.items():
+        if stem.startswith(prefix):
+            return text
+    return ""
+
+
+def write_report(study: dict, out: str | Path, figures_dir: str = "analysis") -> Path:
+    """Write `out/report.md` from a study dict (as `threegate study` writes it)."""
+    out = Path(out)
+    lines = [f"# The paper's claims on real runs ({study.get('preset', '?')} preset)", ""]
+    if study.get("preset") == "quick":
+        lines += [
+            "*Quick preset: a few steps per run and three layers; a smoke test of the pipeline, not evidence.*",
+            "",
+        ]
+    lines += ["## Claims", ""]
+    lines += _table(
+        ["claim", "paper", "observed", "verdict"],
+        [
+            [c["id"], c["paper"], c["observed"], f"**{c['verdict']}**"]
+            for c in study.get("claims", [])
+        ],
+    )
+    evals = study.get("evals") or {}
+    if evals:
+        lines += ["## The runs: held-out accuracy before and after", ""]
+        rows = []
+        for name, ev in evals.items():
+            b, a = ev.get("eval_before", {}), ev.get("eval_after", {})
+            d = (ev.get("difference") or {}).get("accuracy") or {}
+            rows.append(
+                [
+                    name,
+                    ev.get("eval_size"),
+                    f"{_fmt(b.get('accuracy'))} → {_fmt(a.get('accuracy'))}",
+                    f"{_fmt(d.get('difference'))} [{_fmt((d.get('ci') or [None, None])[0])}, "
+                    f"{_fmt((d.get('ci') or [None, None])[1])}]",
+                    f"{_fmt(b.get('greedy_accuracy'))} → {_fmt(a.get('greedy_accuracy'))}",
+                ]
+            )
+        lines += _table(["run", "n", "avg@k accuracy", "difference [95% CI]", "greedy"], rows)
+    lines += ["## Table 1: bf16 update sparsity against step 0", ""]
+    lines += _table(
+        ["run", "kind", "sparsity (all)", "sparsity (linear)"],
+        [
+            [r["run"], r["kind"], _fmt(r["sparsity"], ".4f"), _fmt(r["sparsity_linear"], ".4f")]
+            for r in study.get("table1", [])
+        ],
+    )
+    t2 = study.get("table2")
+    if t2:
+        lines += [
+            f"## Table 2: Jaccard of the RL runs' update masks, layer {t2['layer']}",
+            "",
+            "Look at the ratio: above 1 means the runs update the same entries more often than independent "
+            "masks of the same densities would.",
+            "",
+        ]
+        lines += _table(
+            ["type", "mean Jaccard", "random baseline", "ratio"],
+            [
+                [r["type"], _fmt(r["jaccard"]), _fmt(r["random"]), _fmt(r["ratio"])]
+                for r in t2["rows"]
+            ],
+        )
+    figs = study.get("figures") or []
+    if figs:
+        lines += ["## Figures", ""]
+        for f in figs:
+            cap = _caption(f)
+            lines += (
+                [f"![{Path(f).stem}]({figures_dir}/{f})", "", cap, ""]
+                if cap
+                else [
+                    f"![{Path(f).stem}]({figures_dir}/{f})",
+                    "",
+                ]
+            )
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path

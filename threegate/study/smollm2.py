@@ -1,0 +1,106 @@
+"""`threegate study smollm2`: the paper's checkpoint experiments on real SmolLM2-135M runs (issue 9).
+
+The runs are `threegate train` runs from one bf16 base (SFT, GRPO ×2 seeds, DAPO), each with checkpoints at
+1/3, 2/3 and the end plus step 0. A preset says how they are trained; runs already in the runs folder (finished,
+or interrupted and then resumed) are reused, missing ones are trained through the same `threegate train` code
+path. The analysis is `threegate.study.analyse` — the same function the tiny-model simulation S4 runs.
+
+Presets:
+  quick: 3 steps per run, 4 prompts × 4, 8 new tokens, 16 held-out problems, analysis of three layers (first,
+    middle, last) at k = 16 — minutes, for tests and a first look; its numbers are not evidence.
+  full: 60 steps per run, 8 prompts × 8, 16 new tokens, 240 held-out problems with avg@4, every tensor at k = 64
+    (`make smollm2-runs` trains the same runs) — CPU-hours, resumable.
+"""
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+from threegate.study.analyse import Run, StudyConfig
+
+__all__ = ["PRESETS", "RUNS", "Preset", "discover_runs", "run_specs", "study_config"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """How the study's runs are trained and analysed."""
+
+    steps: int
+    prompts: int
+    group: int
+    new_tokens: int
+    eval_size: int
+    eval_k: int
+    k: int
+    include: str | None
+
+
+PRESETS = {
+    "quick": Preset(3, 4, 4, 8, 16, 1, 16, r"(?:^|\.)layers\.(?:0|15|29)\."),
+    "full": Preset(60, 8, 8, 16, 240, 4, 64, None),
+}
+
+#: name, algorithm, learning rate, seed — the runs of issue 8.
+RUNS = (
+    ("grpo-s0", "grpo", 2e-5, 0),
+    ("sft-s0", "sft", 1e-5, 0),
+    ("grpo-s1", "grpo", 2e-5, 1),
+    ("dapo-s0", "dapo", 2e-5, 0),
+)
+
+
+def run_specs(preset: Preset, root: Path) -> list[tuple[str, list[str]]]:
+    """(name, `threegate train` argv) of every run of the preset, writing under `root`."""
+    specs = []
+    for name, algo, lr, seed in RUNS:
+        argv = [
+            "train", algo, "--model", "smollm2", "--task", "addition",
+            "--steps", str(preset.steps), "--prompts", str(preset.prompts),
+            "--group-size", str(preset.group), "--minibatches", str(min(4, preset.prompts)),
+            "--max-new-tokens", str(preset.new_tokens), "--lr", str(lr), "--seed", str(seed),
+            "--checkpoints", "3", "--gates", "3", "--eval-size", str(preset.eval_size),
+            "--eval-k", str(preset.eval_k), "--no-progress", "--out", str(root / name),
+        ]  # fmt: skip
+        specs.append((name, argv))
+    return specs
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(path.glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def discover_runs(root: Path, names: list[str] | None = None) -> tuple[str, list[Run]]:
+    """The base checkpoint and the finished runs in `root` (folders with `eval.json` and `train_config.json`).
+
+    Every run must start from the same base: their `step_000000` checkpoints are compared byte for byte.
+    """
+    runs, base, digest = [], None, None
+    for folder in sorted(p.parent for p in Path(root).glob("*/eval.json")):
+        if names is not None and folder.name not in names:
+            continue
+        cfg = json.loads((folder / "train_config.json").read_text())
+        steps = sorted(folder.glob("step_*"))
+        if not steps or steps[0].name != "step_000000" or len(steps) < 2:
+            raise ValueError(f"{folder}: needs step_000000 and at least one later checkpoint")
+        d = _digest(steps[0])
+        if digest is None:
+            base, digest = str(steps[0]), d
+        elif d != digest:
+            raise ValueError(
+                f"{folder}: its step_000000 differs from {base}; runs must share one base"
+            )
+        kind = "sft" if cfg["algo"] == "sft" else "rl"
+        runs.append(Run(folder.name, kind, tuple(str(p) for p in steps[1:])))
+    if not runs:
+        raise ValueError(f"no finished runs (folders with eval.json) in {root}")
+    return base, runs
+
+
+def study_config(preset: Preset, resume: bool) -> StudyConfig:
+    return StudyConfig(k=preset.k, include=preset.include, resume=resume)
