@@ -46,7 +46,7 @@ bench-trl: install
 # The real-model runs of issue 8 (hours on a 2-core CPU; resumable: run again to continue), then their small
 # outputs collected into reports/smollm2/.
 smollm2-runs: install
-	THREEGATE=$(VENV)/bin/threegate scripts/smollm2_runs.sh runs/smollm2 60
+	THREEGATE=$(VENV)/bin/threegate scripts/smollm2_runs.sh runs/smollm2 runs/smollm2-study
 	$(PY) scripts/collect_runs.py runs/smollm2 reports/smollm2
 
 gpu-check: install
