@@ -2,8 +2,8 @@
 
 Blocks: ATX headings (`#`…`######`), fenced code (```` ``` ````), pipe tables (header row, `---` separator row),
 lists (`-`, `*`, `+`, `1.`; one level), block quotes (`>`), rules (`---`), paragraphs. Inline: code spans,
-`**strong**`, `*em*` / `_em_`, links (rendered as text; only in-page `#anchors` stay links, so the page never
-points outside itself) and images (`![alt](file.png)`), whose source is resolved by the caller-given `image`
+`**strong**`, `*em*` / `_em_`, links (rendered as text with the target shown without its scheme; only in-page
+`#anchors` stay links, so the page never points outside itself) and images (`![alt](file.png)`), whose source is resolved by the caller-given `image`
 function: it returns an `<img>` element for a file it accepts, or None (the alt text is shown instead).
 
 Raw HTML in the input is shown as text, never interpreted.
@@ -56,7 +56,8 @@ def _inline(text: str, image: ImageFn) -> str:
             if re.fullmatch(r"#[\w.\-]+", href):
                 out.append(f'<a href="{html.escape(href)}">{label}</a>')
             else:
-                out.append(f'{label} <span class="url">({html.escape(href)})</span>')
+                shown = re.sub(r"^[a-z][a-z0-9+.-]*://", "", href, flags=re.I)
+                out.append(f'{label} <span class="url">({html.escape(shown)})</span>')
         pos = m.end()
     out.append(_emphasis(html.escape(text[pos:])))
     return "".join(out)
