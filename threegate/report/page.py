@@ -80,13 +80,16 @@ def _pill(verdict: str) -> str:
     return f'<span class="pill {_e(verdict)}">{_e(verdict)}</span>'
 
 
-def _table(head: Sequence[str], rows: Iterable[str], num: Sequence[int] = ()) -> str:
+def _table(
+    head: Sequence[str], rows: Iterable[str], num: Sequence[int] = (), compact: bool = False
+) -> str:
+    cls = ' class="compact"' if compact else ""
     ths = "".join(
         f'<th class="num">{_e(h)}</th>' if i in num else f"<th>{_e(h)}</th>"
         for i, h in enumerate(head)
     )
     return (
-        f'<div class="tablewrap"><table><thead><tr>{ths}</tr></thead>'
+        f'<div class="tablewrap"><table{cls}><thead><tr>{ths}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 
@@ -119,10 +122,18 @@ class _Page:
 
     # figures ---------------------------------------------------------------------------------------
     def img(self, path: Path, alt: str) -> str | None:
+        got = self._embed(path)
+        return None if got is None else self._tag(got, alt)
+
+    def _embed(self, path: Path) -> Embedded | None:
         got = read_png(self.root, path)
         if not isinstance(got, Embedded):
             self.problems.append(f"{self._rel(path)}: figure not embedded: {got}")
             return None
+        return got
+
+    @staticmethod
+    def _tag(got: Embedded, alt: str) -> str:
         return (
             f'<img src="{got.uri}" alt="{_e(alt)}" width="{got.width}" height="{got.height}" '
             f'loading="eager">'
@@ -135,11 +146,12 @@ class _Page:
             return str(path)
 
     def figure(self, path: Path, caption: str | None) -> str:
-        tag = self.img(path, caption or path.name)
-        if tag is None:
+        got = self._embed(path)
+        if got is None:
             return ""
+        wide = ' class="wide"' if got.width > 1.8 * got.height else ""  # multi-panel: a full row
         cap = f"<b>{_e(path.name)}</b>" + (f" — {_e(caption)}" if caption else "")
-        return f"<figure>{tag}<figcaption>{cap}</figcaption></figure>"
+        return f"<figure{wide}>{self._tag(got, caption or path.name)}<figcaption>{cap}</figcaption></figure>"
 
     def figures(self, items: list[tuple[Path, str | None]]) -> str:
         figs = [f for f in (self.figure(p, c) for p, c in items) if f]
@@ -418,7 +430,7 @@ class _Page:
                         "sparsity (linear)",
                         "overlap M_princ (random)",
                         "overlap M_low (random)",
-                        "max angle °",
+                        "max angle (°)",
                         "NSS",
                         "Weyl max",
                         "Wedin max",
@@ -461,9 +473,10 @@ class _Page:
             out.append(
                 f"<h4>Table 2: Jaccard of the update masks across tuned runs, {_e(title)}</h4>"
                 + _table(
-                    ["layer type", "Jaccard", "random (pq/(p+q−pq))", "ratio", "tensors"],
+                    ["layer type", "Jaccard", "random pq/(p+q−pq)", "ratio", "tensors"],
                     rows,
                     (1, 2, 3, 4),
+                    compact=True,
                 )
             )
         return "".join(out)

@@ -44,8 +44,11 @@ nav.toc ol { margin: 4px 0; padding-left: 22px; columns: 2; column-gap: 32px; }
 .tablewrap { overflow-x: auto; margin: 8px 0 14px; }
 table { border-collapse: collapse; width: 100%; font-size: 13.5px; }
 th, td { border-bottom: 1px solid var(--line); padding: 6px 8px; text-align: left; vertical-align: top; }
-thead th { background: var(--soft); border-bottom: 2px solid var(--line); font-weight: 600; white-space: nowrap; }
-td.num, th.num, td.right, th.right { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+thead th { background: var(--soft); border-bottom: 2px solid var(--line); font-weight: 600; }
+table.compact { width: auto; min-width: 50%; }
+table.compact td, table.compact th { padding-right: 22px; }
+td.num, th.num, td.right, th.right { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { white-space: nowrap; }
 td.center, th.center { text-align: center; }
 td.id { white-space: nowrap; font-weight: 600; }
 td.src { white-space: nowrap; font-size: 12.5px; }
@@ -73,6 +76,7 @@ td pre { margin: 0; padding: 4px 6px; }
 .kicker { font-size: 12px; font-weight: 700; color: var(--muted); letter-spacing: 0.06em; text-transform: uppercase; }
 .figs { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 16px; margin: 10px 0; }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 8px; padding: 8px; background: #fff; }
+figure.wide { grid-column: 1 / -1; }
 figure img { display: block; max-width: 100%; height: auto; margin: 0 auto; }
 figcaption { font-size: 13px; color: var(--muted); margin-top: 6px; }
 figcaption b { color: var(--ink); font-weight: 600; }
