@@ -324,6 +324,9 @@ def test_text_from_files_is_escaped(page):
     assert "<b>bold</b>" not in page
     assert "&lt;script&gt;bad()&lt;/script&gt;" in page  # from report.md
     assert "a &lt;i&gt;raw&lt;/i&gt; tag" in page
+    assert (
+        '<td><span class="pill inconclusive">inconclusive</span></td>' in page
+    )  # a verdict cell in report.md
 
 
 def test_sections_carry_their_content(page):
@@ -486,3 +489,31 @@ def test_renders_in_headless_chromium(page, results, tmp_path):
     assert printed.returncode == 0 and pdf.read_bytes().startswith(b"%PDF")
     pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf.read_bytes()))
     assert pages >= 5  # sections start on new pages
+
+
+def test_simulation_labels_and_summaries_come_from_the_registry_without_importing(
+    tmp_path, monkeypatch
+):
+    import sims
+    from threegate.cli.report import sim_catalog
+
+    pkg = tmp_path / "fake_sims_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "leash.py").write_text(
+        'SUMMARY = "one line on the leash"\nraise RuntimeError("imported")\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(
+        sims, "REGISTRY", {"first": "fake_sims_pkg.absent", "leash": "fake_sims_pkg.leash"}
+    )
+    catalog = sim_catalog()
+    assert [(k, v.label, v.summary) for k, v in catalog.items()] == [
+        ("first", "S1", ""),
+        ("leash", "S2", "one line on the leash"),
+    ]
+    _sim(tmp_path / "res", "leash", SIM_B[:1], [])
+    _sim(tmp_path / "res" / "again", "leash", SIM_B[1:], [])
+    rep = build_report(discover(tmp_path / "res"), sim_catalog=catalog)
+    assert [c.source for c in rep.claims] == ["S2 leash (again/leash)", "S2 leash (leash)"]
+    assert "one line on the leash" in rep.html and "S1 first" in " ".join(rep.missing)

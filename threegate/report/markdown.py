@@ -6,7 +6,8 @@ lists (`-`, `*`, `+`, `1.`; one level), block quotes (`>`), rules (`---`), parag
 `#anchors` stay links, so the page never points outside itself) and images (`![alt](file.png)`), whose source is resolved by the caller-given `image`
 function: it returns an `<img>` element for a file it accepts, or None (the alt text is shown instead).
 
-Raw HTML in the input is shown as text, never interpreted.
+Raw HTML in the input is shown as text, never interpreted. A table cell that is exactly a verdict (agrees,
+disagrees, inconclusive) becomes the report's coloured pill.
 """
 
 import html
@@ -16,6 +17,9 @@ from collections.abc import Callable
 __all__ = ["render_markdown"]
 
 ImageFn = Callable[[str, str], str | None]
+
+#: table cells holding exactly one of these words are shown as the report's coloured verdict pills
+_VERDICTS = ("agrees", "disagrees", "inconclusive")
 
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)(.*)$")
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -86,7 +90,11 @@ def _table(lines: list[str], image: ImageFn) -> str:
         for i, c in enumerate(cells):
             al = aligns[i] if i < len(aligns) else ""
             style = f' class="{al}"' if al else ""
-            parts.append(f"<{tag}{style}>{_inline(c, image)}</{tag}>")
+            if tag == "td" and c.strip().lower() in _VERDICTS:
+                word = c.strip().lower()
+                parts.append(f'<td{style}><span class="pill {word}">{word}</span></td>')
+            else:
+                parts.append(f"<{tag}{style}>{_inline(c, image)}</{tag}>")
         return "<tr>" + "".join(parts) + "</tr>"
 
     body = "".join(row(_cells(line), "td") for line in lines[2:])
