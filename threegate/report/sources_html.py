@@ -32,6 +32,7 @@ class SimInfo(NamedTuple):
 
 
 def sim_sections(ctx: Context, catalog: dict[str, SimInfo]) -> str:
+    """One card per simulation result, in the catalog's order (S1–S8), then unknown names: claims, figures."""
     order = list(catalog)
 
     def key(src):
@@ -56,6 +57,10 @@ def sim_sections(ctx: Context, catalog: dict[str, SimInfo]) -> str:
         )
         if isinstance(r.get("seconds"), int | float):
             meta += f", ran {r['seconds']:.0f} s"
+        data = r.get("data") if isinstance(r.get("data"), list) else []
+        data = [d for d in data if isinstance(d, str)]
+        if data:
+            meta += " · data: " + ", ".join(esc(d) for d in data)
         figs = ctx.figures(_sim_figures(ctx, src, where))
         parts.append(
             f'<div class="card" id="{anchor}"><h3>{esc(label)}</h3>'
@@ -91,6 +96,7 @@ def _sim_figures(ctx: Context, src, where: str) -> list[tuple[Path, str | None]]
 
 
 def study_sections(ctx: Context) -> str:
+    """One card per study: its `report.md` (images resolved inside its folder), else its claims; other PNGs."""
     parts = []
     for src in ctx.found.studies:
         anchor = slug("study", src.rel)
@@ -129,6 +135,7 @@ def study_sections(ctx: Context) -> str:
 
 
 def compare_sections(ctx: Context) -> str:
+    """One card per `compare` run: Table 1 (per tuned checkpoint), Table 2 (when present), its figures."""
     parts = []
     for src in ctx.found.compares:
         anchor = slug("compare", src.rel)

@@ -9,6 +9,7 @@ __all__ = ["verify_sections"]
 
 
 def verify_sections(ctx: Context) -> str:
+    """One card per `verify.jsonl`; adds its rows (and the Tables 4/5 claims) to `ctx.claims`."""
     parts = []
     for n, src in enumerate(ctx.found.verify):
         anchor = slug("verify", src.rel)
