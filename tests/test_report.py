@@ -62,12 +62,15 @@ def _png(path: Path, seed: int) -> None:
     plt.close(fig)
 
 
-def _sim(out: Path, name: str, claims: list[Claim], figures: list[str], captions=None) -> dict:
+def _sim(
+    out: Path, name: str, claims: list[Claim], figures: list[str], captions=None, summary=None
+):
     folder = out / name
     folder.mkdir(parents=True)
     for i, f in enumerate(figures):
         _png(folder / f, i)
-    extra = {"captions": captions} if captions else None
+    extra = {k: v for k, v in (("captions", captions), ("summary", summary)) if v is not None}
+    extra = extra or None
     return write_result(
         folder,
         name=name,
@@ -124,6 +127,12 @@ SIM_B = [
         "disagrees",
     ),
 ]
+SUMMARY_B = {
+    "max_ratio": 0.25,
+    "premise_all": True,
+    "per_eps": {"0.1": 0.5, "0.2": 1.0},
+    "skip": [1],
+}
 STUDY_CLAIMS = [
     {
         "id": "sparsity",
@@ -172,7 +181,7 @@ def results(tmp_path_factory) -> Path:
     _sim(
         out / "sims", "gate1-leash", SIM_A, ["kl_ratio.png"], {"kl_ratio.png": "ratio against beta"}
     )
-    _sim(out / "sims", "gate2-geometry", SIM_B, ["angles.png", "nss.png"])
+    _sim(out / "sims", "gate2-geometry", SIM_B, ["angles.png", "nss.png"], summary=SUMMARY_B)
     study = out / "study"
     study.mkdir()
     (study / "study.json").write_text(json.dumps({"claims": STUDY_CLAIMS}))
@@ -334,6 +343,9 @@ def test_sections_carry_their_content(page):
     assert "&quot;equalities_at_binade_edges&quot;: 253" in page and "Table 5" in page
     # each simulation under its registry label and one-line caption; the study's markdown; compare's tables
     assert "S2 gate1-leash" in page and "ratio against beta" in page
+    # a result's summary object becomes a table of its scalars (lists are left to the data files)
+    assert '<td>per_eps [0.2]</td><td class="num">1</td>' in page and "<td>premise_all</td>" in page
+    assert "<td>skip</td>" not in page
     assert "<h4>SmolLM2 study</h4>" in page and "<strong>measured</strong>" in page
     assert "<code>snake_case_names</code>" in page
     assert (

@@ -51,7 +51,9 @@ def sim_sections(ctx: Context, catalog: dict[str, SimInfo]) -> str:
         where = f"{src.rel}/result.json"
         claims = source_claims(r.get("claims"), label, anchor, ctx.problems, where)
         ctx.claims += claims
-        summary = r.get("summary") or (info.summary if info else "")
+        summary = r.get("summary") if isinstance(r.get("summary"), str) else ""
+        summary = summary or (info.summary if info else "")
+        numbers = _key_numbers(r.get("summary"))
         meta = ", ".join(
             f"{k} {esc(fmt_num(r[k]))}" for k in ("size", "seed") if r.get(k) is not None
         )
@@ -67,10 +69,27 @@ def sim_sections(ctx: Context, catalog: dict[str, SimInfo]) -> str:
             + (f"<p>{esc(summary)}</p>" if summary else "")
             + f'<p class="note">{esc(where)} · {meta}</p>'
             + (claims_table(claims, False) if claims else '<p class="note">No claims.</p>')
+            + numbers
             + figs
             + "</div>"
         )
     return "".join(parts)
+
+
+def _key_numbers(summary: Any) -> str:
+    """A result's `summary` object (numbers, flags, one level of nesting) as a compact two-column table."""
+    if not isinstance(summary, dict):
+        return ""
+    rows = []
+    for key, value in summary.items():
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for sub, v in items:
+            if isinstance(v, str | int | float | bool) or v is None:
+                name = f"{key} [{sub}]" if sub is not None else str(key)
+                rows.append(f'<tr><td>{esc(name)}</td><td class="num">{esc(fmt_num(v))}</td></tr>')
+    if not rows:
+        return ""
+    return "<h4>Key numbers</h4>" + table(["quantity", "value"], rows, (1,), compact=True)
 
 
 def _sim_figures(ctx: Context, src, where: str) -> list[tuple[Path, str | None]]:
