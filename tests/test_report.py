@@ -22,6 +22,8 @@ import matplotlib.pyplot as plt
 import ml_dtypes
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sims._contract import Claim, write_result
 from threegate.checkpoints import save_safetensors
@@ -529,3 +531,48 @@ def test_simulation_labels_and_summaries_come_from_the_registry_without_importin
     rep = build_report(discover(tmp_path / "res"), sim_catalog=catalog)
     assert [c.source for c in rep.claims] == ["S2 leash (again/leash)", "S2 leash (leash)"]
     assert "one line on the leash" in rep.html and "S1 first" in " ".join(rep.missing)
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 5)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_keys = st.sampled_from(
+    ["sim", "claims", "figures", "summary", "captions", "data", "seconds", "size"]
+)
+_loose = st.dictionaries(
+    _keys, _json | st.lists(st.dictionaries(_keys | st.text(max_size=4), _json))
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(result=_loose, summary=_loose, study=_loose, line=_loose)
+def test_malformed_but_valid_json_never_breaks_the_page(
+    tmp_path_factory, result, summary, study, line
+):
+    """Any JSON value in any field: the page still builds, parses, and shows only allowed verdicts."""
+    root = tmp_path_factory.mktemp("fuzz")
+    for sub, name, obj in (
+        ("s", "result.json", {"sim": "x", **result}),
+        (
+            "c",
+            "summary.json",
+            {"table1": [], "per_tuned": summary.get("claims"), "table2": summary},
+        ),
+        ("t", "study.json", study),
+        ("v", "verify.jsonl", None),
+    ):
+        (root / sub).mkdir()
+        text = json.dumps(obj) if obj is not None else json.dumps({"id": "1", **line})
+        (root / sub / name).write_text(text)
+    rep = build_report(discover(root))
+    p = _parse(rep.html)
+    assert p.errors == [] and p.stack == []
+    assert all(c.verdict in VERDICTS for c in rep.claims)
