@@ -284,6 +284,11 @@ def test_page_parses_with_balanced_tags(page):
     p = _parse(page)
     assert p.errors == [] and p.stack == []
     assert page.startswith("<!DOCTYPE html>")
+    # in-page links land: ids are unique and every #target exists
+    ids = [v for _, k, v in p.attrs if k == "id"]
+    assert len(ids) == len(set(ids))
+    targets = {v[1:] for _, k, v in p.attrs if k == "href"}
+    assert targets and targets <= set(ids)
 
 
 def test_page_refers_to_nothing_outside_itself(page):

@@ -18,8 +18,8 @@ def esc(x: Any) -> str:
 
 
 def slug(*parts: str) -> str:
-    s = "-".join(re.sub(r"[^A-Za-z0-9]+", "-", p).strip("-").lower() for p in parts if p)
-    return s or "root"
+    words = (re.sub(r"[^A-Za-z0-9]+", "-", p).strip("-").lower() for p in parts)
+    return "-".join(w for w in words if w) or "root"
 
 
 def pill(verdict: str) -> str:
