@@ -458,6 +458,13 @@ def test_zero_claims_and_a_folder_with_nothing_known(tmp_path, capsys):
     _sim(tmp_path / "a", "gate1-leash", [], [])
     rep = build_report(discover(tmp_path / "a"))
     assert rep.claims == [] and "No claims found." in rep.html
+    # outputs straight in the root folder: the cards' ids still differ from the sections' ids
+    (tmp_path / "a" / "verify.jsonl").write_text(
+        json.dumps({"id": "3.4", "status": "holds"}) + "\n"
+    )
+    (tmp_path / "a" / "study.json").write_text(json.dumps({"claims": []}))
+    ids = [v for _, k, v in _parse(build_report(discover(tmp_path / "a")).html).attrs if k == "id"]
+    assert len(ids) == len(set(ids)) and {"verify", "study", "src-verify", "src-study"} <= set(ids)
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "notes.txt").write_text("x")
     for d in (tmp_path / "b", tmp_path / "missing"):

@@ -18,8 +18,9 @@ def esc(x: Any) -> str:
 
 
 def slug(*parts: str) -> str:
+    """The id of a source's card: "src-" + the parts in lowercase words (never equal to a section's id)."""
     words = (re.sub(r"[^A-Za-z0-9]+", "-", p).strip("-").lower() for p in parts)
-    return "-".join(w for w in words if w) or "root"
+    return "-".join(["src", *(w for w in words if w)])
 
 
 def pill(verdict: str) -> str:
