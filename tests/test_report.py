@@ -588,3 +588,20 @@ def test_malformed_but_valid_json_never_breaks_the_page(
     p = _parse(rep.html)
     assert p.errors == [] and p.stack == []
     assert all(c.verdict in VERDICTS for c in rep.claims)
+
+
+def test_unhashable_values_where_names_are_expected(tmp_path):
+    """Found by the property test above: lists where a figure name or an expected slope should be."""
+    _sim(tmp_path, "gate1-leash", SIM_A[:1], [])
+    path = tmp_path / "gate1-leash" / "result.json"
+    path.write_text(
+        json.dumps({**json.loads(path.read_text()), "figures": [[]], "captions": {"a": 1}})
+    )
+    (tmp_path / "verify.jsonl").write_text(
+        json.dumps({"id": "3.3", "status": "holds", "rate": [{"slope": 1.0, "expected": []}]})
+        + "\n"
+    )
+    rep = build_report(discover(tmp_path))
+    assert [c.id for c in rep.claims] == ["3.3", "S2.ratio_to_one"]
+    assert rep.problems == ["gate1-leash/result.json: a figure entry has no path"]
+    assert rep.claims[0].observed.endswith("fitted rate 1.00")

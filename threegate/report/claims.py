@@ -66,7 +66,8 @@ def rate_text(summary: dict) -> str:
     by_expected: dict[Any, list[float]] = {}
     for r in summary.get("rate") or []:
         if isinstance(r, dict) and isinstance(r.get("slope"), int | float):
-            by_expected.setdefault(r.get("expected"), []).append(float(r["slope"]))
+            expected = r.get("expected") if isinstance(r.get("expected"), int | float) else None
+            by_expected.setdefault(expected, []).append(float(r["slope"]))
     parts = []
     for expected, slopes in by_expected.items():
         exp = f" ({fmt_num(expected, 3)})" if expected is not None else ""
@@ -87,7 +88,7 @@ def verify_claim(summary: dict, source: str, anchor: str) -> ClaimRow:
     ]
     rate = rate_text(summary)
     if rate:
-        parts.append(f"fitted rate {rate} (expected in parentheses)")
+        parts.append(f"fitted rate {rate}" + (" (expected in parentheses)" if "(" in rate else ""))
     corrected = summary.get("corrected")
     if status == "violated-as-stated" and isinstance(corrected, dict):
         parts.append(

@@ -104,7 +104,7 @@ def _sim_figures(ctx: Context, src, where: str) -> list[tuple[Path, str | None]]
         if isinstance(f, dict):
             rel, cap = f.get("path"), f.get("caption")
         else:
-            rel, cap = f, captions.get(f)
+            rel, cap = f, captions.get(f) if isinstance(f, str) else None
         if not isinstance(rel, str):
             ctx.problems.append(f"{where}: a figure entry has no path")
             continue
