@@ -557,33 +557,33 @@ _json = st.recursive(
     max_leaves=12,
 )
 _keys = st.sampled_from(
-    ["sim", "claims", "figures", "summary", "captions", "data", "seconds", "size"]
+    "sim claims figures summary captions data seconds size id paper observed verdict status statement "
+    "instances max_ratio violations rate slope expected corrected counter_example counter_examples_by_kind "
+    "kind ratio instance tables source row benchmarks reported_avg per_tuned linear table2 all_layers "
+    "chosen_layer layer base".split()
 )
 _loose = st.dictionaries(
-    _keys, _json | st.lists(st.dictionaries(_keys | st.text(max_size=4), _json))
+    _keys, _json | st.lists(st.dictionaries(_keys | st.text(max_size=4), _json), max_size=3)
 )
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(result=_loose, summary=_loose, study=_loose, line=_loose)
+@given(result=_loose, summary=_loose, study=_loose, line=_loose, errata=_loose)
 def test_malformed_but_valid_json_never_breaks_the_page(
-    tmp_path_factory, result, summary, study, line
+    tmp_path_factory, result, summary, study, line, errata
 ):
     """Any JSON value in any field: the page still builds, parses, and shows only allowed verdicts."""
     root = tmp_path_factory.mktemp("fuzz")
-    for sub, name, obj in (
-        ("s", "result.json", {"sim": "x", **result}),
-        (
-            "c",
-            "summary.json",
-            {"table1": [], "per_tuned": summary.get("claims"), "table2": summary},
-        ),
-        ("t", "study.json", study),
-        ("v", "verify.jsonl", None),
-    ):
-        (root / sub).mkdir()
-        text = json.dumps(obj) if obj is not None else json.dumps({"id": "1", **line})
-        (root / sub / name).write_text(text)
+    files = {
+        "s/result.json": {"sim": "x", **result},
+        "c/summary.json": {"table1": [], **summary},
+        "t/study.json": study,
+        "v/verify.jsonl": {**line, "id": "1"},
+        "v/errata.json": errata,
+    }
+    for rel, obj in files.items():
+        (root / rel).parent.mkdir(exist_ok=True)
+        (root / rel).write_text(json.dumps(obj))
     rep = build_report(discover(root))
     p = _parse(rep.html)
     assert p.errors == [] and p.stack == []

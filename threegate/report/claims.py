@@ -108,7 +108,8 @@ def verify_claim(summary: dict, source: str, anchor: str) -> ClaimRow:
 def table_errata_claims(errata: dict, source: str, anchor: str) -> list[ClaimRow]:
     """One claim per table of `errata.json`'s `tables`: every reported Avg is the mean of its row."""
     by_table: dict[str, list[dict]] = {}
-    for e in errata.get("tables") or []:
+    tables = errata.get("tables")
+    for e in tables if isinstance(tables, list) else []:
         if isinstance(e, dict):
             by_table.setdefault(str(e.get("source", "?")), []).append(e)
     rows = []

@@ -87,7 +87,9 @@ def _counter_examples(ctx: Context, summaries: list[dict]) -> str:
         if s.get("status") not in ("violated-as-stated", "violated"):
             continue
         examples = s.get("counter_examples_by_kind") or [s.get("counter_example")]
-        examples = [ce for ce in examples if isinstance(ce, dict)]
+        examples = (
+            [ce for ce in examples if isinstance(ce, dict)] if isinstance(examples, list) else []
+        )
         rows = [
             f"<tr><td>{esc(ce.get('kind', '?'))}</td>"
             f'<td class="num">{esc(fmt_num(ce.get("ratio"), 6))}</td>'
@@ -124,12 +126,16 @@ def _counter_examples(ctx: Context, summaries: list[dict]) -> str:
 
 def _table_errata(ctx: Context, errata: dict) -> str:
     rows = []
-    for e in errata.get("tables") or []:
+    tables = errata.get("tables")
+    for e in tables if isinstance(tables, list) else []:
         if not isinstance(e, dict):
             continue
         v = e.get("verdict")
         cls = "disagrees" if v == "erratum" else "agrees"
-        bench = ", ".join(f"{k} {fmt_num(x)}" for k, x in (e.get("benchmarks") or {}).items())
+        bench = ", ".join(
+            f"{k} {fmt_num(x)}"
+            for k, x in (e["benchmarks"] if isinstance(e.get("benchmarks"), dict) else {}).items()
+        )
         rows.append(
             f'<tr class="{cls}"><td>{esc(e.get("source", "?"))}</td><td>{esc(e.get("row", "?"))}</td>'
             f"<td>{esc(bench)}</td>"
