@@ -22,50 +22,14 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
-__all__ = ["SIZES", "VERDICTS", "Claim", "verdict_from_interval", "write_result"]
+from threegate.claims import VERDICTS, Claim, Verdict, verdict_from_interval
+
+__all__ = ["SIZES", "VERDICTS", "Claim", "Verdict", "verdict_from_interval", "write_result"]
 
 #: `quick`: under a minute each on a 2-core CPU (what the tests and `make run` use); `default`: under 10 minutes.
 SIZES = ("quick", "default")
-VERDICTS = ("agrees", "disagrees", "inconclusive")
-
-Verdict = Literal["agrees", "disagrees", "inconclusive"]
-
-
-class Claim(NamedTuple):
-    """One claim of the paper and what a run observed.
-
-    Attributes:
-      id: short stable identifier, e.g. "S3.rl_rotates_less".
-      paper: what the paper says (or predicts), in one sentence.
-      observed: what this run measured, with the number beside its baseline or confidence interval.
-      verdict: "agrees", "disagrees" or "inconclusive".
-    """
-
-    id: str
-    paper: str
-    observed: str
-    verdict: Verdict
-
-
-def verdict_from_interval(
-    lo: float, hi: float, *, expect: Literal["positive", "negative"]
-) -> Verdict:
-    """Verdict for a claim "the effect is positive" (or negative) from a confidence interval [lo, hi] of it.
-
-    Agrees when the whole interval has the expected sign, disagrees when it has the opposite sign, inconclusive
-    when it straddles 0 (or is not finite).
-    """
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
-        return "inconclusive"
-    if expect == "negative":
-        lo, hi = -hi, -lo
-    if lo > 0:
-        return "agrees"
-    if hi < 0:
-        return "disagrees"
-    return "inconclusive"
 
 
 def _jsonable(x: Any) -> Any:

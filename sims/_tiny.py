@@ -3,6 +3,13 @@
 A 2-layer Llama from scratch, supervised on a character-level verifiable task (`CharTask`) until it is right
 part of the time, so that RLVR has mixed rewards to learn from — the role the instruct model plays in the paper.
 Cached per (size, seed) for the life of the process: S4–S7 in one `make run` pretrain once.
+
+The task is one-digit addition (`a+b=` → two answer digits then EOS, 100 problems), not modular addition:
+modadd is a grokking-type task, and within a budget of seconds a from-scratch model only learns its answer
+format (an independent float32 optax loop over the same forward plateaus at $\\tfrac12\\ln p$ per token, i.e.
+chance on the digit), so its greedy accuracy stays at or below chance and RL groups have no mixed rewards.
+Addition has structure the model picks up fast (carry digit, then units digit), and reaches the wanted
+"right part of the time" (greedy accuracy ~0.5 at quick size) in tens of steps.
 """
 
 import dataclasses
@@ -10,6 +17,7 @@ import functools
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from threegate.lm.config import LlamaConfig
@@ -27,19 +35,20 @@ class TinySize:
 
     d_model: int
     n_layers: int
-    modulus: int
+    n_digits: int
     sft_steps: int
     sft_lr: float
     prompts_per_step: int
 
 
-#: quick: seconds on a 2-core CPU; default: a minute or so.
+#: quick: seconds on a 2-core CPU; default: a minute or so. Both give a base that is right about half the time
+#: (greedy, over all 100 problems), so RL groups have mixed rewards.
 TINY_SIZES = {
     "quick": TinySize(
-        d_model=32, n_layers=2, modulus=7, sft_steps=40, sft_lr=1e-2, prompts_per_step=32
+        d_model=32, n_layers=2, n_digits=1, sft_steps=60, sft_lr=3e-3, prompts_per_step=32
     ),
     "default": TinySize(
-        d_model=64, n_layers=2, modulus=11, sft_steps=80, sft_lr=1e-2, prompts_per_step=32
+        d_model=64, n_layers=2, n_digits=1, sft_steps=100, sft_lr=3e-3, prompts_per_step=32
     ),
 }
 
@@ -55,11 +64,12 @@ class TinyBase(NamedTuple):
 
 @functools.lru_cache(maxsize=4)
 def pretrained(size: str = "quick", seed: int = 0) -> TinyBase:
-    """SFT from scratch on modadd, then round to bf16 once (the base is a bf16 checkpoint, as in the paper)."""
+    """SFT from scratch on one-digit addition, then round to bf16 once (the base is a bf16 checkpoint, as in
+    the paper): the returned float32 params are exactly bf16-representable."""
     if size not in TINY_SIZES:
         raise ValueError(f"size must be one of {tuple(TINY_SIZES)}, got {size!r}")
     s = TINY_SIZES[size]
-    task = CharTask("modadd", modulus=s.modulus)
+    task = CharTask("addition", n_digits=s.n_digits)
     mcfg = LlamaConfig.tiny(CHAR_VOCAB, d_model=s.d_model, n_layers=s.n_layers, max_seq_len=32)
     params0 = init_params(mcfg, jax.random.key(seed))
     cfg = TrainConfig(
@@ -71,6 +81,9 @@ def pretrained(size: str = "quick", seed: int = 0) -> TinyBase:
         seed=seed,
     )
     res = fit(cfg, mcfg, task, params0)
-    params = jax.tree.map(lambda x: np.asarray(x.astype(np.float32)), res.params)
+    # the stored params are already bf16; round explicitly anyway, so the base is bf16 whatever `fit` returns
+    params = jax.tree.map(
+        lambda x: np.asarray(jnp.asarray(x).astype(jnp.bfloat16).astype(jnp.float32)), res.params
+    )
     acc = evaluate(params, mcfg, task, task.all_problems(), jax.random.key(seed))["accuracy"]
     return TinyBase(mcfg, task, params, acc)
