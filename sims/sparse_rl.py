@@ -8,8 +8,8 @@ decay all masked, so frozen entries keep their bf16 bits):
   "nonprincipal" $M_{princ}^c$, "low" $M_{low}$ (M9: bottom-α of $|W_0|$), "safe" $M_{princ}^c\\cup M_{low}$,
   and "random" (per layer as many entries as "safe", uniformly placed).
 
-Every mask kind × seed is one run; all runs share one compiled step (`threegate.lm.batched.fit_batched`, dense =
-an all-True mask). Per step the lab logs the token-wise KL to the base (M14; `kl_exact` = $\\sum_v \\pi\\log(\\pi/\\pi_0)$
+Every mask kind × seed is one run; all runs share one compiled step (`threegate.lm.batched.fit_batched`; the lab runs
+dense as the all-True mask). Per step the lab logs the token-wise KL to the base (M14; `kl_exact` = $\\sum_v \\pi\\log(\\pi/\\pi_0)$
 averaged over on-policy tokens, with its k1/k3 estimates). After training each run is scored on every problem of
 the task, avg@k sampled and greedy (M15).
 
@@ -68,7 +68,7 @@ class SparseRLConfig:
     mask_alpha: float = 0.5
     margin: float = 0.05
 
-    def train_config(self, mask: str, seed: int) -> TrainConfig:
+    def train_config(self, mask: str | None, seed: int) -> TrainConfig:
         return TrainConfig(
             algo="grpo",
             steps=self.steps,
@@ -100,14 +100,12 @@ def init_runs(scfg: SparseRLConfig, base, seeds) -> tuple[list[tuple[str, int]],
     """One `(TrainState, Frozen)` per (seed, mask kind), keyed as `fit` would key that run.
 
     Each kind's masks come from `init_run` with that `TrainConfig(mask=kind)` (the lab's `build_masks`); "dense"
-    is the "safe" initialisation with every mask entry set to True. Returns `(specs, inits, step_config)`.
+    is `TrainConfig(mask=None)`, which the lab runs as the all-True mask. Returns `(specs, inits, step_config)`.
     """
     specs, inits = [], []
     for s, kind in itertools.product(seeds, MASKS):
-        cfg = scfg.train_config("safe" if kind == "dense" else kind, s)
+        cfg = scfg.train_config(None if kind == "dense" else kind, s)
         state, frozen = init_run(cfg, base.mcfg, base.task, base.params, s)
-        if kind == "dense":
-            frozen = frozen._replace(masks={n: jnp.ones_like(m) for n, m in frozen.masks.items()})
         specs.append((kind, s))
         inits.append((state, frozen))
     return specs, inits, scfg.train_config("safe", seeds[0])

@@ -39,6 +39,7 @@ def init_run(
 ) -> tuple[TrainState, Frozen]:
     """`make_train(cfg, ...).init` with `fit`'s key for `seed` (masks and adapters as `fit` would build them)."""
     k_init, _ = jax.random.split(jax.random.key(seed))
+    params0 = {k: jnp.asarray(v) for k, v in params0.items()}
     return make_train(cfg, mcfg, task).init(params0, k_init)
 
 

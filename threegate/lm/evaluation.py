@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import ArrayLike
+from numpy.typing import ArrayLike
 
 __all__ = ["MeanCI", "mean_ci", "paired_diff_ci", "per_problem_accuracy"]
 
