@@ -100,7 +100,7 @@ SIZES = {
         minibatches=2, n_seeds=1, eval_k=4, mask_rank=4,
     ),
     "default": LoraPissaConfig(
-        ranks=(2, 4, 8), lrs=(1e-3, 5e-3, 2e-2), steps=40, prompts_per_step=32, group_size=8,
+        ranks=(2, 8), lrs=(1e-3, 5e-3, 2e-2), steps=24, prompts_per_step=16, group_size=8,
         minibatches=2, n_seeds=2, eval_k=8, mask_rank=8,
     ),
 }  # fmt: skip

@@ -90,7 +90,7 @@ SIZES = {
         mask_rank=4,
     ),
     "default": SparseRLConfig(
-        steps=60, lr=3e-4, prompts_per_step=32, group_size=8, minibatches=2, n_seeds=3, eval_k=8,
+        steps=32, lr=5e-4, prompts_per_step=16, group_size=8, minibatches=2, n_seeds=2, eval_k=8,
         mask_rank=8,
     ),
 }  # fmt: skip
