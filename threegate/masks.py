@@ -9,6 +9,12 @@ Conventions: selection counts are exact, $\\lfloor\\alpha mn\\rfloor$, with stab
 lower row-major flat index is chosen). Ratios whose denominator is zero (an empty mask, empty union, zero
 density) return NaN — never a silent 0/0 — and the docstring of each function says when. Ratios have the default
 float dtype (float32, or float64 under `jax.enable_x64`).
+
+One implementation per metric, two backends: `top_fraction_mask`, `bottom_fraction_mask`, `overlap`, `jaccard`
+and `jaccard_baseline` run the same code on NumPy arrays on the host (float64 ratios, no device transfer: what
+`threegate compare` streams through) and on jax arrays (jitted, jit-safe inside other jitted code): when any
+argument is a jax array (or a tracer) the jnp path is taken, else the NumPy one. Only one primitive differs:
+picking the first $r$ tied entries in flat order (`np.flatnonzero` on the host, a cumulative count under jit).
 """
 
 import functools
@@ -26,6 +32,7 @@ from threegate._subspace import top_k
 
 __all__ = [
     "Overlap",
+    "bottom_fraction_mask",
     "column_update_ratio",
     "consensus",
     "density",
@@ -38,6 +45,7 @@ __all__ = [
     "principal_mask",
     "row_update_ratio",
     "selection_count",
+    "top_fraction_mask",
 ]
 
 
@@ -59,17 +67,23 @@ def _float_dtype() -> np.dtype:
     return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
 
 
-def _ratio(num: jax.Array, den: jax.Array) -> jax.Array:
-    """`num / den` in the default float dtype, NaN where `den == 0` (no division by zero is evaluated)."""
-    dt = _float_dtype()
-    num, den = num.astype(dt), den.astype(dt)
+def _xp(*arrays):
+    """The array namespace of a call: jnp when any argument is a jax array (or tracer), else NumPy."""
+    return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
+
+
+def _ratio(num, den, xp=jnp):
+    """`num / den` (default float dtype under jnp, float64 under NumPy), NaN where `den == 0` (no division by
+    zero is evaluated)."""
+    dt = _float_dtype() if xp is jnp else np.dtype(np.float64)
+    num, den = xp.asarray(num).astype(dt), xp.asarray(den).astype(dt)
     ok = den != 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1), jnp.nan)
+    return xp.where(ok, num / xp.where(ok, den, 1), xp.nan)
 
 
-def _as_mask(x: ArrayLike, name: str, ndim: int | None = 2) -> jax.Array:
-    x = jnp.asarray(x)
-    if x.dtype != jnp.bool_:
+def _as_mask(x: ArrayLike, name: str, ndim: int | None = 2, xp=jnp):
+    x = xp.asarray(x)
+    if x.dtype != np.bool_:
         raise TypeError(f"{name} must be a boolean mask, got dtype {x.dtype}")
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {x.shape}")
@@ -100,12 +114,64 @@ def selection_count(alpha: float, size: int) -> int:
     return min(count, size)
 
 
-def _select(scores: jax.Array, count: int, largest: bool) -> jax.Array:
-    """Boolean mask of the `count` largest (or smallest) `scores`, ties to the lower flat index."""
+def _first_true(flags, need, xp):
+    """The first `need` True entries of the flat bool array `flags`, in flat order (the tie rule)."""
+    if xp is np:
+        out = np.zeros(flags.shape, dtype=bool)
+        out[np.flatnonzero(flags)[: int(need)]] = True
+        return out
+    return flags & (jnp.cumsum(flags, dtype=jnp.int32) <= jnp.asarray(need).astype(jnp.int32))
+
+
+def _select(scores, count: int, largest: bool, xp):
+    """Mask of the `count` largest (or smallest) `scores`, ties to the lower flat index; $O(\\mathrm{size})$.
+
+    The `count`-th value $t$ comes from a partition; every score beyond $t$ is in, and of the scores equal to
+    $t$ the first ones in flat order fill the count (the order a stable sort would give).
+    """
     flat = scores.reshape(-1)
-    order = jnp.argsort(-flat if largest else flat, stable=True)
-    mask = jnp.zeros(flat.shape, dtype=bool).at[order[:count]].set(True)
-    return mask.reshape(scores.shape)
+    size = flat.shape[0]
+    if count == 0:
+        return xp.zeros(scores.shape, dtype=bool)
+    kth = size - count if largest else count - 1
+    t = xp.partition(flat, kth)[kth]
+    strict = flat > t if largest else flat < t
+    need = count - xp.sum(strict)
+    return (strict | _first_true(flat == t, need, xp)).reshape(scores.shape)
+
+
+_select_jit = jax.jit(functools.partial(_select, xp=jnp), static_argnames=("count", "largest"))
+
+
+def _fraction_mask(scores: ArrayLike, alpha: float, largest: bool):
+    xp = _xp(scores)
+    scores = xp.asarray(scores)
+    count = selection_count(alpha, int(np.prod(scores.shape)))
+    if xp is np:
+        return _select(scores, count, largest, np)
+    return _select_jit(scores, count=count, largest=largest)
+
+
+def top_fraction_mask(scores: ArrayLike, alpha: float) -> np.ndarray | jax.Array:
+    """Mask of the $\\lfloor\\alpha\\,\\mathrm{size}\\rfloor$ largest `scores` (ties: lower flat index first).
+
+    NumPy in, NumPy out (host); a jax array in, a jax array out (jit-safe). Any shape.
+
+    Example:
+      >>> top_fraction_mask(np.array([1.0, 3.0, 3.0, 2.0]), 0.5).tolist()
+      [False, True, True, False]
+    """
+    return _fraction_mask(scores, alpha, largest=True)
+
+
+def bottom_fraction_mask(scores: ArrayLike, alpha: float) -> np.ndarray | jax.Array:
+    """Mask of the $\\lfloor\\alpha\\,\\mathrm{size}\\rfloor$ smallest `scores` (ties: lower flat index first).
+
+    Example:
+      >>> bottom_fraction_mask(np.array([1.0, 0.5, 0.5, 2.0]), 0.25).tolist()
+      [False, True, False, False]
+    """
+    return _fraction_mask(scores, alpha, largest=False)
 
 
 @functools.partial(jax.jit, static_argnames=("k", "alpha"))
@@ -129,7 +195,7 @@ def principal_mask(w: ArrayLike, k: int, alpha: float) -> Bool[Array, "m n"]:
     w = _as_matrix(w)
     u, s, v = top_k(w, k)
     recon = matmul(u * s[None, :], v.T)
-    return _select(jnp.abs(recon), selection_count(alpha, w.size), largest=True)
+    return top_fraction_mask(jnp.abs(recon), alpha)
 
 
 @functools.partial(jax.jit, static_argnames="alpha")
@@ -142,8 +208,7 @@ def low_magnitude_mask(w: ArrayLike, alpha: float) -> Bool[Array, "m n"]:
       Array([[False,  True],
              [ True, False]], dtype=bool)
     """
-    w = _as_matrix(w)
-    return _select(jnp.abs(w), selection_count(alpha, w.size), largest=False)
+    return bottom_fraction_mask(jnp.abs(_as_matrix(w)), alpha)
 
 
 @jax.jit
@@ -153,14 +218,43 @@ def density(mask: ArrayLike) -> Float[Array, ""]:
     return _ratio(jnp.sum(mask), jnp.asarray(mask.size))
 
 
-def _same_shape(a: jax.Array, b: jax.Array, name_a: str, name_b: str) -> None:
+def _same_shape(
+    a: np.ndarray | jax.Array, b: np.ndarray | jax.Array, name_a: str, name_b: str
+) -> None:
     if a.shape != b.shape:
         raise ValueError(
             f"{name_a} and {name_b} must have the same shape, got {a.shape} and {b.shape}"
         )
 
 
-@jax.jit
+def _overlap(reference, mask, xp):
+    ref = _as_mask(reference, "reference", xp=xp)
+    m = _as_mask(mask, "mask", xp=xp)
+    _same_shape(ref, m, "reference", "mask")
+    value = _ratio(xp.sum(ref & m), xp.sum(m), xp)
+    baseline = _ratio(xp.sum(ref), ref.size, xp)
+    lift = xp.where(baseline > 0, value / xp.where(baseline > 0, baseline, 1), xp.nan)
+    return Overlap(value, baseline, lift)
+
+
+def _jaccard(a, b, xp):
+    a = _as_mask(a, "a", ndim=None, xp=xp)
+    b = _as_mask(b, "b", ndim=None, xp=xp)
+    _same_shape(a, b, "a", "b")
+    return _ratio(xp.sum(a & b), xp.sum(a | b), xp)
+
+
+def _jaccard_baseline(p, q, xp):
+    dt = _float_dtype() if xp is jnp else np.dtype(np.float64)
+    p, q = xp.asarray(p, dt), xp.asarray(q, dt)
+    return _ratio(p * q, p + q - p * q, xp)
+
+
+_overlap_jit = jax.jit(functools.partial(_overlap, xp=jnp))
+_jaccard_jit = jax.jit(functools.partial(_jaccard, xp=jnp))
+_jaccard_baseline_jit = jax.jit(functools.partial(_jaccard_baseline, xp=jnp))
+
+
 def overlap(reference: ArrayLike, mask: ArrayLike) -> Overlap:
     """Overlap ratio (M10): $|M_\\bullet \\cap M|/|M|$, with the random-mask null = density of $M_\\bullet$.
 
@@ -169,36 +263,30 @@ def overlap(reference: ArrayLike, mask: ArrayLike) -> Overlap:
       mask: `[m, n]` boolean $M$ (e.g. the update mask).
 
     Returns:
-      `Overlap(value, baseline, lift)`; `value` is NaN for an empty `mask`, `lift` NaN when undefined.
+      `Overlap(value, baseline, lift)`; `value` is NaN for an empty `mask`, `lift` NaN when undefined. NumPy
+      float64 scalars for NumPy inputs, jax scalars (default float) when either input is a jax array.
     """
-    ref = _as_mask(reference, "reference")
-    m = _as_mask(mask, "mask")
-    _same_shape(ref, m, "reference", "mask")
-    value = _ratio(jnp.sum(ref & m), jnp.sum(m))
-    baseline = _ratio(jnp.sum(ref), jnp.asarray(ref.size))
-    lift = jnp.where(baseline > 0, value / jnp.where(baseline > 0, baseline, 1), jnp.nan)
-    return Overlap(value, baseline, lift)
+    if _xp(reference, mask) is np:
+        return _overlap(reference, mask, np)
+    return _overlap_jit(reference, mask)
 
 
-@jax.jit
-def jaccard(a: ArrayLike, b: ArrayLike) -> Float[Array, ""]:
+def jaccard(a: ArrayLike, b: ArrayLike) -> np.ndarray | jax.Array:
     """Jaccard index (M3): $J(A, B) = |A\\cap B|/|A\\cup B|$ for boolean masks of equal shape (NaN if both empty)."""
-    a = _as_mask(a, "a", ndim=None)
-    b = _as_mask(b, "b", ndim=None)
-    _same_shape(a, b, "a", "b")
-    return _ratio(jnp.sum(a & b), jnp.sum(a | b))
+    if _xp(a, b) is np:
+        return _jaccard(a, b, np)
+    return _jaccard_jit(a, b)
 
 
-@jax.jit
-def jaccard_baseline(p: ArrayLike, q: ArrayLike) -> Float[Array, "*b"]:
+def jaccard_baseline(p: ArrayLike, q: ArrayLike) -> np.ndarray | jax.Array:
     """Expected Jaccard index of independent Bernoulli masks with densities p, q (M4): $pq/(p+q-pq)$.
 
     (Ratio of expected intersection to expected union; the large-mask limit of $\\mathbb E[J]$.) NaN at
-    $p = q = 0$.
+    $p = q = 0$. Python or NumPy numbers give a float64 NumPy result; jax arrays a jax one.
     """
-    dt = _float_dtype()
-    p, q = jnp.asarray(p, dt), jnp.asarray(q, dt)
-    return _ratio(p * q, p + q - p * q)
+    if _xp(p, q) is np:
+        return _jaccard_baseline(p, q, np)
+    return _jaccard_baseline_jit(p, q)
 
 
 def density_from_jaccard_baseline(b: ArrayLike) -> jax.Array:

@@ -1,7 +1,9 @@
-"""Host-side coordinate masks for `threegate compare`: update masks, exact top/bottom-α selection, overlaps.
+"""Host-side coordinate masks for `threegate compare`: update masks and profile correlation, plus the compare
+record conventions (None, not NaN, for an undefined ratio) over the metrics of `threegate.masks`.
 
-Shapes: masks are boolean arrays of the weight's shape `[m, n]` (any shape for the update mask). Everything here is
-NumPy on the host: these are O(mn) memory-bound passes that need no device.
+The selections (M8/M9), overlap (M10), Jaccard (M3) and its baseline (M4) have one implementation, in
+`threegate.masks`, which runs on NumPy arrays on the host without a device transfer; the functions here only
+turn its NaN ("undefined") into None for JSON records.
 
 Tie rule (M8/M9, paper-digest §5): exactly $\\lfloor\\alpha\\,mn\\rfloor$ entries are selected; among equal scores
 the lower flat (row-major) index wins, i.e. the order of a stable sort. bf16 weights have many exact ties, so the
@@ -12,7 +14,8 @@ import math
 
 import numpy as np
 
-from threegate.masks import selection_count
+from threegate import masks
+from threegate.masks import bottom_fraction_mask, selection_count, top_fraction_mask
 
 __all__ = [
     "bottom_fraction_mask",
@@ -26,45 +29,14 @@ __all__ = [
 ]
 
 
+def _none(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
 def fraction_count(alpha: float, size: int) -> int:
     """$\\lfloor\\alpha\\cdot\\mathrm{size}\\rfloor$, as `threegate.masks.selection_count` rounds it."""
     return selection_count(alpha, size)
-
-
-def top_fraction_mask(scores: np.ndarray, alpha: float) -> np.ndarray:
-    """Mask of the $\\lfloor\\alpha\\,\\mathrm{size}\\rfloor$ largest `scores` (ties: lower flat index first), $O(\\mathrm{size})$.
-
-    Example:
-      >>> top_fraction_mask(np.array([1.0, 3.0, 3.0, 2.0]), 0.5).tolist()
-      [False, True, True, False]
-    """
-    flat = np.asarray(scores).ravel()
-    count = fraction_count(alpha, flat.size)
-    mask = np.zeros(flat.size, dtype=bool)
-    if count > 0:
-        t = np.partition(flat, flat.size - count)[flat.size - count]
-        np.greater(flat, t, out=mask)
-        need = count - int(np.count_nonzero(mask))
-        mask[np.flatnonzero(flat == t)[:need]] = True
-    return mask.reshape(np.shape(scores))
-
-
-def bottom_fraction_mask(scores: np.ndarray, alpha: float) -> np.ndarray:
-    """Mask of the $\\lfloor\\alpha\\,\\mathrm{size}\\rfloor$ smallest `scores` (ties: lower flat index first).
-
-    Example:
-      >>> bottom_fraction_mask(np.array([1.0, 0.5, 0.5, 2.0]), 0.25).tolist()
-      [False, True, False, False]
-    """
-    flat = np.asarray(scores).ravel()
-    count = fraction_count(alpha, flat.size)
-    mask = np.zeros(flat.size, dtype=bool)
-    if count > 0:
-        t = np.partition(flat, count - 1)[count - 1]
-        np.less(flat, t, out=mask)
-        need = count - int(np.count_nonzero(mask))
-        mask[np.flatnonzero(flat == t)[:need]] = True
-    return mask.reshape(np.shape(scores))
 
 
 def changed_mask(w0: np.ndarray, w1: np.ndarray) -> tuple[np.ndarray, str]:
@@ -88,27 +60,20 @@ def changed_mask(w0: np.ndarray, w1: np.ndarray) -> tuple[np.ndarray, str]:
 
 
 def overlap(reference: np.ndarray, mask: np.ndarray) -> tuple[float | None, float]:
-    """M10: $|M_\\bullet \\cap M| / |M|$ and its random-mask baseline, the density of $M_\\bullet$.
-
-    Returns `(None, baseline)` when $M$ is empty (the overlap is undefined).
-    """
-    baseline = float(np.count_nonzero(reference)) / reference.size
-    size = int(np.count_nonzero(mask))
-    if size == 0:
-        return None, baseline
-    return float(np.count_nonzero(reference & mask)) / size, baseline
+    """M10 (`threegate.masks.overlap`): $|M_\\bullet \\cap M| / |M|$ and its random-mask baseline, the density of
+    $M_\\bullet$. Returns `(None, baseline)` when $M$ is empty (the overlap is undefined)."""
+    ov = masks.overlap(np.asarray(reference), np.asarray(mask))
+    return _none(ov.value), float(ov.baseline)
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float | None:
-    """M3: $|A\\cap B|/|A\\cup B|$, None when both masks are empty."""
-    union = int(np.count_nonzero(a | b))
-    return None if union == 0 else int(np.count_nonzero(a & b)) / union
+    """M3 (`threegate.masks.jaccard`): $|A\\cap B|/|A\\cup B|$, None when both masks are empty."""
+    return _none(masks.jaccard(np.asarray(a), np.asarray(b)))
 
 
 def jaccard_baseline(p: float, q: float) -> float | None:
-    """M4: expected Jaccard of independent Bernoulli masks of densities p, q: $pq/(p+q-pq)$; None if $p=q=0$."""
-    den = p + q - p * q
-    return None if den == 0 else p * q / den
+    """M4 (`threegate.masks.jaccard_baseline`): $pq/(p+q-pq)$ for independent Bernoulli masks; None if $p=q=0$."""
+    return _none(masks.jaccard_baseline(float(p), float(q)))
 
 
 def profile_corr(a: np.ndarray, b: np.ndarray) -> float | None:

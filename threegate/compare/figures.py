@@ -48,9 +48,10 @@ def head_dim_for(checkpoint: str | Path, override: int | None = None) -> int | N
 
 
 def _smooth(x: np.ndarray, width: int = 3) -> np.ndarray:
-    if x.size < width:
-        return x
-    return np.convolve(x, np.ones(width) / width, mode="same")
+    """The paper's 3-step smoothing, `threegate.masks.moving_average` (windows truncated at the ends)."""
+    from threegate.masks import moving_average
+
+    return np.asarray(moving_average(np.asarray(x, np.float32), width))
 
 
 def _block_mean(a: np.ndarray, most: int = 512) -> np.ndarray:

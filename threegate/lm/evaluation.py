@@ -1,45 +1,121 @@
-"""Held-out evaluation of a policy on a verifiable task: avg@k sampled accuracy and greedy accuracy, with 95% CIs.
+"""Accuracy of a policy on a fixed problem set, per problem, and confidence intervals of means (metric M15).
 
-`accuracy` is the paper's avg@k: for each of $n$ problems draw $k$ completions at the rollout temperature,
-$\\bar x_i = \\frac1k\\sum_j \\mathbb 1[\\text{correct}_{ij}]$, and average over problems. Its 95% interval is the
-normal one over problems, $\\bar x \\pm 1.96\\, s/\\sqrt n$ (problems are the independent unit; the $k$ samples of a
-problem are not independent of each other's difficulty). Greedy accuracy gets a Wilson score interval. Two
-evaluations of the same problems compare by `paired_difference` (per-problem differences, normal interval).
+`per_problem_accuracy` is the paper's pass@1 estimated as avg@k (k sampled completions per problem, the fraction
+correct; Evalchemy style, App. C) or greedy (k = 1, argmax decoding). `mean_ci` gives a Student-t interval for the
+mean of per-unit scores (problems are the independent unit; the k samples of a problem share its difficulty),
+`paired_diff_ci` the interval of the mean of paired differences (two policies scored on the same units), and
+`wilson_ci` a Wilson score interval for a proportion (greedy accuracy). `eval_report` is the held-out evaluation
+`threegate train` writes to `eval.json`: avg@k and greedy accuracy with their intervals, overall and per operand
+range, in fixed-size batches. Host-side NumPy/SciPy on the scores; the sampling itself runs on the device.
 """
 
 import math
 from collections import defaultdict
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from threegate.lm.config import LlamaConfig
 
-__all__ = ["Z95", "eval_report", "mean_ci", "paired_difference", "wilson_ci"]
+__all__ = [
+    "MeanCI",
+    "eval_report",
+    "mean_ci",
+    "paired_diff_ci",
+    "paired_difference",
+    "per_problem_accuracy",
+    "wilson_ci",
+]
 
-#: Two-sided 95% normal quantile.
-Z95 = 1.959963984540054
+#: Two-sided 95% normal quantile (Wilson interval).
+_Z95 = 1.959963984540054
 
 
-def mean_ci(x: np.ndarray) -> tuple[float, float, float]:
-    """Mean and 95% normal interval of the mean of `x` (n ≥ 2; the interval is NaN for n < 2)."""
-    x = np.asarray(x, np.float64)
-    m = float(x.mean()) if x.size else math.nan
-    if x.size < 2:
-        return m, math.nan, math.nan
-    half = Z95 * float(x.std(ddof=1)) / math.sqrt(x.size)
-    return m, m - half, m + half
+def per_problem_accuracy(
+    params: dict,
+    mcfg: Any,
+    task: Any,
+    problems: Any,
+    key: jax.Array,
+    *,
+    k: int = 1,
+    greedy: bool = False,
+    temperature: float = 1.0,
+) -> np.ndarray:
+    """Fraction of `k` completions that the verifier accepts, for each of the `n` problems: `[n]` float64.
+
+    Sampled at `temperature` with top-p 1 (greedy: argmax, `k` must be 1). One batch of `n·k` sequences (the
+    problems tiled `k` times), so the same key gives the same completions.
+    """
+    from threegate.lm.sample import generate
+
+    if k < 1 or (greedy and k != 1):
+        raise ValueError(f"need k >= 1 (and k == 1 when greedy), got k={k}")
+    n = int(np.asarray(problems.a).shape[0])
+    tiled = jax.tree.map(lambda x: jnp.tile(jnp.asarray(x), k), problems)
+    prompts, pmask = task.prompts(tiled)
+    out = generate(
+        params,
+        mcfg,
+        jnp.asarray(prompts),
+        jnp.asarray(pmask),
+        key,
+        max_new_tokens=task.answer_len,
+        temperature=temperature,
+        top_p=1.0,
+        greedy=greedy,
+        eos_id=task.eos_id,
+    )
+    _, correct = task.score(tiled, out.tokens, out.mask)
+    return np.asarray(correct, np.float64).reshape(k, n).mean(axis=0)
+
+
+class MeanCI(NamedTuple):
+    """A mean and its two-sided confidence interval (`lo`, `hi`), from `n` units."""
+
+    mean: float
+    lo: float
+    hi: float
+    n: int
+
+
+def mean_ci(x: ArrayLike, level: float = 0.95) -> MeanCI:
+    """Student-t interval $\\bar x \\pm t_{(1+\\ell)/2,\\,n-1}\\, s/\\sqrt n$ for the mean of the units `x`.
+
+    One unit gives an infinite interval (no spread to estimate); identical units a zero-width one.
+    """
+    from scipy import stats
+
+    x = np.asarray(x, np.float64).ravel()
+    if x.size == 0 or not np.all(np.isfinite(x)):
+        raise ValueError(f"need a non-empty array of finite scores, got {x.size} values")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    m = float(x.mean())
+    if x.size == 1:
+        return MeanCI(m, -np.inf, np.inf, 1)
+    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+    return MeanCI(m, m - half, m + half, int(x.size))
+
+
+def paired_diff_ci(a: ArrayLike, b: ArrayLike, level: float = 0.95) -> MeanCI:
+    """`mean_ci(a - b)` for scores of two policies on the same units (same problems, same seed index)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired scores need the same shape, got {a.shape} and {b.shape}")
+    return mean_ci(a - b, level)
 
 
 def wilson_ci(successes: int, n: int) -> tuple[float, float]:
     """Wilson score 95% interval of a binomial proportion."""
     if n == 0:
         return math.nan, math.nan
-    p, z2 = successes / n, Z95**2
+    p, z2 = successes / n, _Z95**2
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    half = _Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
@@ -123,7 +199,9 @@ def eval_report(
     avg = sampled.mean(axis=1)
 
     def summary(idx):
-        m, lo, hi = mean_ci(avg[idx])
+        m, lo, hi, _ = (
+            mean_ci(avg[idx]) if idx.size > 1 else (float(avg[idx].mean()), math.nan, math.nan, 1)
+        )
         g = int(greedy[idx].sum())
         return {
             "n": int(idx.size),
@@ -150,11 +228,12 @@ def eval_report(
     return report
 
 
-def paired_difference(before: dict, after: dict, field: str = "avg_at_k") -> dict[str, float]:
-    """after − before on the same problems: mean per-problem difference and its 95% interval."""
+def paired_difference(before: dict, after: dict, field: str = "avg_at_k") -> dict[str, Any]:
+    """after − before of two `eval_report`s on the same problems: the mean per-problem difference and its 95%
+    Student-t interval (`paired_diff_ci`)."""
     x = np.asarray(before["per_problem"][field], np.float64)
     y = np.asarray(after["per_problem"][field], np.float64)
     if x.shape != y.shape:
         raise ValueError(f"evaluations differ in size: {x.size} vs {y.size} problems")
-    m, lo, hi = mean_ci(y - x)
-    return {"difference": m, "ci": [lo, hi]}
+    ci = paired_diff_ci(y, x)
+    return {"difference": ci.mean, "ci": [ci.lo, ci.hi], "n": ci.n}

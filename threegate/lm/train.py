@@ -181,7 +181,8 @@ class Frozen(NamedTuple):
     Attributes:
       ref: the base model as stored at step 0 (bf16 full params): the KL reference and the sparsity baseline.
       base: the frozen float32 params under an adapter ($W_0$ or PiSSA's residual), else None.
-      masks: `{name: bool [m, n]}` trainable entries of masked weights (others fully trainable), or None.
+      masks: `{name: bool [m, n]}` trainable entries of the linear weights (all True for a dense run; others
+        fully trainable), or None under an adapter.
     """
 
     ref: dict
@@ -293,6 +294,15 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
 
             base, master = init_adapters(base0, adapter, k_adapter, STORED_DTYPE)
         masks = build_masks(cfg, base0, k_mask)
+        if masks is None and adapter is None:
+            # dense = the all-True mask: dense and masked runs compile to the same update, so a dense run is
+            # bit for bit the all-True-mask run (with no select in the graph XLA fuses the AdamW step
+            # differently and the float32 masters drift apart by ulps, enough to flip stored bf16 bits)
+            masks = {
+                n: jnp.ones(jnp.shape(w), jnp.bool_)
+                for n, w in base0.items()
+                if is_linear_name(n)
+            }
         with jax.numpy_dtype_promotion("standard"):
             opt_state = opt.init(master)
         state = TrainState(master, _to_stored(master), opt_state, jnp.zeros((), jnp.int32))
