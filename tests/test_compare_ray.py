@@ -8,6 +8,7 @@ embedding go through the row-blocked pass in several Ray tasks.
 import functools
 import json
 import os
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -81,7 +82,7 @@ def ckpts(tmp_path_factory):
 def ray_local():
     if ray is None:
         pytest.skip("ray not installed (pip install 'threegate[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -163,15 +164,19 @@ def test_ray_outputs_identical_to_serial(ckpts, serial_run, ray_local, tmp_path)
 
 
 @needs_ray
-def test_cli_ray_matches_cli_serial(ckpts, ray_local, tmp_path, capsys):
+def test_cli_ray_starts_local_instance_and_matches_serial(ckpts, tmp_path):
+    """The user's path: `threegate compare ... --ray` in a fresh process starts (and stops) its own Ray."""
     root, _, _ = ckpts
     args = [str(root / "base"), str(root / "tuned_a.safetensors"), "--k", str(K), "--no-figures"]
     assert main(["compare", *args, "--out", str(tmp_path / "s")]) == 0
-    assert main(["compare", *args, "--out", str(tmp_path / "r"), "--ray"]) == 0
-    out = capsys.readouterr().out
-    assert "sparsity" in out
+    cli = "import sys; from threegate.cli import main; sys.exit(main())"
+    cmd = [sys.executable, "-c", cli, "compare", *args, "--out", str(tmp_path / "r")]
+    proc = subprocess.run([*cmd, "--ray"], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "sparsity" in proc.stdout
     for f in FILES:
         assert (tmp_path / "s" / f).read_bytes() == (tmp_path / "r" / f).read_bytes(), f
+    assert os.getpid() not in _workers(tmp_path / "r")
 
 
 def _fail_on(target: str, name: str) -> None:

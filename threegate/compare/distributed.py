@@ -14,8 +14,10 @@ ends the run with its own one-line message. Without an address a local Ray insta
 joins that cluster; if Ray is already initialized in this process (tests, notebooks) that instance is used.
 """
 
+import logging
 import os
 import platform
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,11 +85,15 @@ def _init(ray, address: str) -> bool:
     """Start or join Ray unless it is running in this process; True if this call started it."""
     if ray.is_initialized():
         return False
+    opts = dict(log_to_driver=False, logging_level=logging.WARNING)
     try:
-        if address == "local":
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)
+        with warnings.catch_warnings():
+            # Ray forks + execs its processes after jax has started threads: the exec makes it safe
+            warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+            if address == "local":
+                ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **opts)
+            else:
+                ray.init(address=address, **opts)
     except (ConnectionError, RuntimeError, ValueError) as err:
         first = (str(err).splitlines() or [type(err).__name__])[0]
         raise ThreegateError(f"--ray {address}: cannot start or join Ray ({first})") from None
