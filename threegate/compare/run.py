@@ -223,7 +223,7 @@ def run_compare(cfg: CompareConfig, progress: Callable | None = None) -> Path:
         }
         out = _prepare_out(cfg, settings)
         jobs = plan_jobs(cfg, base, keys, list(names), layer, out)
-        if cfg.ray is None:
+        if cfg.ray is None or not jobs:  # nothing left to do: no need to start Ray
             _stream(cfg, base, tuned, keys, jobs, out, progress)
         else:
             from threegate.compare.distributed import stream_ray
