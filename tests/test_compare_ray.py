@@ -42,6 +42,7 @@ BLOCK_BYTES = (
     2000  # the 40 x 32 bf16 embedding (2560 B) is read in row blocks of 7 rows: 6 block tasks
 )
 EMBED = "model.embed_tokens.weight"
+WIDE = "model.layers.0.mlp.up_proj.weight"
 NAMES = [
     f"model.layers.{i}.{m}"
     for i in (0, 1)
@@ -63,6 +64,8 @@ def ckpts(tmp_path_factory):
     base = {EMBED: (rng.standard_normal((M, N)) * 0.02).astype(BF16)}
     for name in NAMES:
         base[name] = (rng.standard_normal((M, N)) * 0.05).astype(BF16)
+    # large enough for multi-threaded LAPACK (results change in the last bits with the thread count)
+    base[WIDE] = (rng.standard_normal((640, 256)) * 0.05).astype(BF16)
     base["model.norm.weight"] = np.ones(N, BF16)
     save_safetensors(base, root / "base", max_shard_bytes=3000)
     planted = {}

@@ -9,7 +9,8 @@ The driver appends each unit's lines as it completes (flushed, fsync'ed), so `--
 Ray run exactly as it continues a serial one; at the end `threegate.compare.order.canonicalize` rewrites the
 files in stream order. A worker that dies mid-task (killed, out of memory, node lost) costs a retry
 (`max_retries`, Ray's system-failure retries); an exception raised by the unit (bad input) is not retried and
-ends the run with its own one-line message. Without an address a local Ray instance is started with
+ends the run with its own one-line message. Workers run BLAS/LAPACK with the driver's thread count
+(`thread_env`), so that their records are the serial run's bit for bit. Without an address a local Ray instance is started with
 `os.cpu_count()` CPUs and shut down at the end; with one (`auto`, `HOST:PORT`, `ray://HOST:PORT`) the driver
 joins that cluster; if Ray is already initialized in this process (tests, notebooks) that instance is used.
 """
@@ -27,13 +28,14 @@ from threegate.compare.run import CompareConfig, RunWriters, release_heap
 from threegate.compare.work import Job, block_ranges, finish_blocked, run_block, run_tensor
 from threegate.errors import CheckpointError, ThreegateError
 
-__all__ = ["FAULT_HOOK", "import_ray", "stream_ray"]
+__all__ = ["FAULT_HOOK", "import_ray", "stream_ray", "thread_env"]
 
 #: For fault-injection tests only: if set, called in the worker with the unit's tensor name before the unit
 #: runs (it travels with each task, so it must be picklable by value).
 FAULT_HOOK: Callable[[str], None] | None = None
 
 _USER_ERRORS = (ThreegateError, ValueError, TypeError, OSError)
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def import_ray():
@@ -137,8 +139,27 @@ def stream_ray(
             ray.shutdown()
 
 
+def thread_env() -> dict[str, str]:
+    """The driver's BLAS/LAPACK thread settings, for the workers: `OMP_NUM_THREADS` (default: this process's
+    CPU count, OpenBLAS's own default) and `OPENBLAS_NUM_THREADS` / `MKL_NUM_THREADS` where set.
+
+    LAPACK's `syevd` (jax's CPU `eigh`) gives results that differ in the last bits with the thread count, and Ray
+    would run each 1-CPU task with one thread; with the driver's setting a worker computes what the serial run
+    computes on the same kind of machine.
+    """
+    env = {k: os.environ[k] for k in _THREAD_VARS if k in os.environ}
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    env.setdefault("OMP_NUM_THREADS", str(cpus or 1))
+    return env
+
+
 def _drive(ray, cfg, base, tuned, keys, jobs, out, progress) -> None:
-    opts = dict(num_cpus=1, max_retries=cfg.max_retries, retry_exceptions=False)
+    opts = dict(
+        num_cpus=1,
+        max_retries=cfg.max_retries,
+        retry_exceptions=False,
+        runtime_env={"env_vars": thread_env()},
+    )
     tensor_task = ray.remote(**opts)(_tensor_task)
     block_task = ray.remote(**opts)(_block_task)
     paths = (str(Path(cfg.base).resolve()), *keys)
