@@ -35,6 +35,7 @@ def gpu_check():
     return module
 
 
+@pytest.mark.slow
 def test_allow_cpu_dry_run_tiny(gpu_check, tmp_path, capsys):
     argv = ["--out", str(tmp_path), "--shape", "48", "40", "--k", "4", "--repeats", "1"]
     rc = gpu_check.main(
