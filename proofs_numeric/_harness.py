@@ -37,7 +37,7 @@ import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 from scipy import stats
 
-from threegate._numerics import BOUND_SLACK_C, bound_holds, eps
+from threegate._numerics import BOUND_SLACK_C, bound_holds, eps, premise_lt
 
 __all__ = [
     "FORMS",
@@ -52,6 +52,7 @@ __all__ = [
     "holds_eq",
     "holds_le",
     "jsonable",
+    "premise_below",
     "rate_record",
     "summarize",
 ]
@@ -195,6 +196,22 @@ def holds_eq(
 ) -> bool:
     """`lhs == rhs` up to rounding: both `lhs <= rhs` and `rhs <= lhs` in the sense of `holds_le`."""
     return holds_le(lhs, rhs, dtype, size, scale, c) and holds_le(rhs, lhs, dtype, size, scale, c)
+
+
+def premise_below(
+    lhs: float,
+    rhs: float,
+    dtype: DTypeLike,
+    size: int,
+    scale: float = 1.0,
+    c: float = BOUND_SLACK_C,
+) -> bool:
+    """A strict premise `lhs < rhs` with a margin above rounding (`threegate._numerics.premise_lt`), as a bool.
+
+    For premises that guard a division by `rhs - lhs` (a positive curvature $\\mu>0$, a gap $\\gamma_k>0$).
+    """
+    with jax.enable_x64(True):
+        return bool(premise_lt(np.float64(lhs), np.float64(rhs), dtype, size, scale, c))
 
 
 class SlopeFit(NamedTuple):
