@@ -209,8 +209,7 @@ def _claims(sw: LeashSweep) -> tuple[list[Claim], dict]:
     lim_random = sw.limit_31[~span]
     to_one = float(dev_span[:, last].max()) < 0.01 and float(dev_f[:, last].max()) < 0.01
     shrinking = bool(
-        np.all(dev_f[:, last] <= dev_f[:, 0] + 1e-12)
-        and np.all(dev_span[:, last] <= dev_span[:, 0] + 1e-12)
+        dev_f[:, last].max() < dev_f[:, 0].max() and dev_span[:, last].max() < dev_span[:, 0].max()
     )
     claims.append(
         Claim(
