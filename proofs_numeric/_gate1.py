@@ -15,13 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from proofs_numeric._harness import Record, VerifyConfig, holds_le, jsonable
-from threegate.kl import gibbs_tilt, kl_categorical
+from threegate.kl import gibbs_tilt
 from threegate.policy import (
+    LeashPoint,
     TanhPolicy,
     fisher,
+    leash_point,
     log_probs,
-    logprob_hessians,
-    m_projection,
     policy_kl,
     scores,
 )
@@ -90,37 +90,9 @@ def loglinear_as_tanh(rng: np.random.Generator) -> TanhPolicy:
     )
 
 
-class SweepPoint(NamedTuple):
-    """One M-projection $\\theta^+$ of a target $\\tilde q$ from $\\theta$, with everything the Gate I lemmas need."""
-
-    kappa: Any  # D(q~ || pi_theta)
-    resid: Any  # D(q~ || pi_theta+)
-    step_kl: Any  # D(pi_theta+ || pi_theta)
-    f_drop: Any  # f(theta) - f(theta+) = E_q~[log pi_theta+ - log pi_theta]
-    delta: Any  # theta+ - theta, [p]
-    hessians: Any  # grad^2 log pi_theta(y) at theta, [a, p, p]
-    scores: Any  # grad log pi_theta(y) at theta, [a, p]
-    pi: Any  # pi_theta, [a]
-    q: Any  # q~, [a]
-    ok: Any  # M-projection converged to a strict local minimiser
-
-
-def _sweep_point(policy, theta, target) -> SweepPoint:
-    mp = m_projection(policy, theta, target)
-    lp, lp_plus = log_probs(policy, theta), log_probs(policy, mp.theta)
-    q = jax.nn.softmax(target)
-    return SweepPoint(
-        kappa=kl_categorical(target, lp),
-        resid=kl_categorical(target, lp_plus),
-        step_kl=policy_kl(policy, mp.theta, theta),
-        f_drop=jnp.dot(q, lp_plus - lp),
-        delta=mp.theta - theta,
-        hessians=logprob_hessians(policy, theta),
-        scores=scores(policy, theta),
-        pi=jnp.exp(lp),
-        q=q,
-        ok=mp.converged & mp.hess_pd,
-    )
+#: One M-projection with everything the Gate I lemmas need (the library's `LeashPoint`).
+SweepPoint = LeashPoint
+_sweep_point = leash_point
 
 
 _sweep_jit = jax.jit(jax.vmap(_sweep_point))

@@ -30,14 +30,14 @@ is reported) or "violated" (a result, or corrected form, that must hold does not
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import jax
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
-from scipy import stats
 
-from threegate._numerics import BOUND_SLACK_C, bound_holds, eps
+from threegate._numerics import BOUND_SLACK_C, bound_holds, premise_lt
+from threegate.rates import SlopeFit, fit_loglog_slope
 
 __all__ = [
     "FORMS",
@@ -52,6 +52,7 @@ __all__ = [
     "holds_eq",
     "holds_le",
     "jsonable",
+    "premise_below",
     "rate_record",
     "summarize",
 ]
@@ -197,37 +198,20 @@ def holds_eq(
     return holds_le(lhs, rhs, dtype, size, scale, c) and holds_le(rhs, lhs, dtype, size, scale, c)
 
 
-class SlopeFit(NamedTuple):
-    """A least-squares line through (log x, log y)."""
+def premise_below(
+    lhs: float,
+    rhs: float,
+    dtype: DTypeLike,
+    size: int,
+    scale: float = 1.0,
+    c: float = BOUND_SLACK_C,
+) -> bool:
+    """A strict premise `lhs < rhs` with a margin above rounding (`threegate._numerics.premise_lt`), as a bool.
 
-    slope: float
-    intercept: float
-    rvalue: float
-    n_used: int
-
-
-def fit_loglog_slope(x: ArrayLike, y: ArrayLike, floor: float | None = None) -> SlopeFit:
-    """Slope of log y against log x (scipy.stats.linregress), dropping points at or below the float floor.
-
-    Args:
-      x, y: positive samples, same length.
-      floor: values `y <= floor` are rounding noise, not signal, and are dropped (default: 100·eps(float64)).
-
-    Raises:
-      ValueError: fewer than 3 points survive.
+    For premises that guard a division by `rhs - lhs` (a positive curvature $\\mu>0$, a gap $\\gamma_k>0$).
     """
-    x = np.asarray(x, dtype=np.float64).ravel()
-    y = np.asarray(y, dtype=np.float64).ravel()
-    if x.shape != y.shape:
-        raise ValueError(f"x and y must have the same length, got {x.size} and {y.size}")
-    floor = 100 * eps(np.float64) if floor is None else floor
-    keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > floor)
-    if keep.sum() < 3:
-        raise ValueError(
-            f"need at least 3 points above the floor {floor:.3g} to fit a slope, got {keep.sum()}"
-        )
-    fit = stats.linregress(np.log(x[keep]), np.log(y[keep]))
-    return SlopeFit(float(fit.slope), float(fit.intercept), float(fit.rvalue), int(keep.sum()))
+    with jax.enable_x64(True):
+        return bool(premise_lt(np.float64(lhs), np.float64(rhs), dtype, size, scale, c))
 
 
 def rate_record(

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from proofs_numeric import _gate2 as g2
-from proofs_numeric._harness import Record, VerifyConfig, holds_le, rate_record
+from proofs_numeric._harness import Record, VerifyConfig, holds_le, premise_below, rate_record
 from threegate.spectral import leash_check, spectral_gap, wedin_check
 
 __all__ = [
@@ -176,7 +176,8 @@ def chain_records(id: str, inst: Instance, lhs: float, rng: np.random.Generator)
     gap = float(spectral_gap(inst.w0, inst.k))
     info = inst.info | meta | {"leash": leash, "chain": True}
     size = max(inst.w0.shape)
-    rig_ok = leash < gap
+    sigma1 = float(np.linalg.norm(inst.w0, 2))
+    rig_ok = premise_below(leash, gap, np.float64, size, sigma1)
     rig = leash / (gap - leash) if rig_ok else np.inf
     return [
         Record(
@@ -187,7 +188,7 @@ def chain_records(id: str, inst: Instance, lhs: float, rng: np.random.Generator)
             lhs,
             leash / gap,
             "<=",
-            gap > 0,
+            premise_below(0.0, gap, np.float64, size, sigma1),
             holds_le(lhs, leash / gap, np.float64, size),
         ),
         Record(

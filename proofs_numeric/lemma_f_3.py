@@ -18,7 +18,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from proofs_numeric._gate1 import TANH_SHAPE, loglinear_as_tanh, random_tanh, sweep_points
-from proofs_numeric._harness import Record, VerifyConfig, holds_eq
+from proofs_numeric._harness import Record, VerifyConfig, holds_eq, premise_below
 from threegate._numerics import tol
 from threegate.kl import gibbs_tilt, kl_categorical
 
@@ -94,10 +94,11 @@ def run(config: VerifyConfig) -> list[Record]:
             hess_ce = -np.einsum(
                 "a,apq->pq", at_ce.q[i], at_ce.hessians[i]
             )  # Hessian of f at theta_CE
-            m = float(np.linalg.eigvalsh(hess_ce)[0])
+            ev_ce = np.linalg.eigvalsh(hess_ce)
+            m = float(ev_ce[0])
             gap = float(np.linalg.norm(theta_kl - theta_ce))
             bound = 2 * g_kl / m + tol(np.float64, p) * (1 + np.linalg.norm(theta_ce))
-            premise = bool(pts.ok[i]) and m > 0
+            premise = bool(pts.ok[i]) and premise_below(0.0, m, np.float64, p, np.abs(ev_ce).max())
             out.append(
                 Record(
                     ID,

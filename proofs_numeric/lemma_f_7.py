@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from proofs_numeric._gate1 import BETAS, TANH_SHAPE, limit_record, tanh_sweep
-from proofs_numeric._harness import Record, VerifyConfig, rate_record
+from proofs_numeric._harness import Record, VerifyConfig, premise_below, rate_record
 from proofs_numeric.lemma_f_4 import residuals
 
 ID = "F.7"
@@ -35,7 +35,11 @@ def run(config: VerifyConfig) -> list[Record]:
     for i, kind in enumerate(sw.kinds):
         m = ev[i, :, 0]
         ratio = m * sq[i] / (2 * pts.f_drop[i])
-        premise = bool(np.all(m[-4:] > 0) and pts.ok[i][-4:].all())
+        mu_ok = [
+            premise_below(0.0, mj, np.float64, TANH_SHAPE[2], np.abs(ej).max())
+            for mj, ej in zip(m[-4:], ev[i, -4:], strict=True)
+        ]
+        premise = bool(all(mu_ok) and pts.ok[i][-4:].all())
         inst = {
             "class": "tanh",
             "shape": TANH_SHAPE,

@@ -24,7 +24,7 @@ from proofs_numeric._gate1 import (
     loglinear_as_tanh,
     random_tanh,
 )
-from proofs_numeric._harness import Record, VerifyConfig, rate_record
+from proofs_numeric._harness import Record, VerifyConfig, premise_below, rate_record
 
 ID = "3.2"
 STATEMENT = (
@@ -85,7 +85,7 @@ def run(config: VerifyConfig) -> list[Record]:
             "steps": "2^-1..2^-14",
             "mu": mu_all[0],
         }
-        premise = bool(mu_all[0] > 0)
+        premise = premise_below(0.0, mu_all[0], np.float64, p, mu_all[-1])
         out.append(
             limit_record(
                 ID,

@@ -399,6 +399,28 @@ def test_clipped_ratio_bound_holds(seed, eps):
 
 
 @_x64
+def test_clipped_ratio_premise_on_band_edge_seed_6674():
+    """Regression (issue 11): the `thorough` profile drew seed 6674, eps = 0.5. `ratio_band_perturbation` puts the
+    smallest ratio exactly on 1 - eps; log-softmax renormalisation leaves it at 0.5 - 2.8e-15, which a premise
+    without the bounds' rounding slack rejected."""
+    eps = 0.5
+    plus, base = _ar_pair(6674, eps)
+    ratios = np.exp(np.asarray(jax.nn.log_softmax(plus, -1) - jax.nn.log_softmax(base, -1)))
+    assert (
+        ratios.min() < 1 - eps
+    )  # the reproduction: rounding moved the edge ratio just outside the band
+    assert (1 - eps) - ratios.min() < tol(np.float64, N_AR)  # ... by rounding only
+    chk = ar_exact_jit(plus, base, eps)
+    assert bool(chk.premise)
+    assert bool(bound_holds(chk.lhs, chk.rhs, np.float64, T_AR * N_AR))
+    # a band narrower by 1e-9 (far above rounding) must still reject the same pair, on both estimates
+    narrower = eps * (1 - 1e-9)
+    assert not bool(ar_exact_jit(plus, base, narrower).premise)
+    toks = ar_sample_jit(jax.random.key(6674), plus, 4096)
+    assert bool(ar_mc_jit(plus, base, eps, toks).premise)
+
+
+@_x64
 def test_clipped_ratio_bound_tight_on_batch_and_broken_without_premise():
     eps, mass = 0.02, 1e-13
     w = np.full((T_AR, N_AR, N_AR - 1), 1.0 / (N_AR - 1))

@@ -88,3 +88,25 @@ def test_initial_weights_are_bf16():
     w = _initial_weights(cfg, jax.random.key(0))
     assert w.dtype == jnp.bfloat16
     assert int(bf16.count_nonfinite(w)) == 0
+
+
+def test_run_contract_writes_result_and_is_deterministic(tmp_path):
+    import json
+
+    from sims import precision_lr
+
+    a = precision_lr.run(tmp_path / "a", "quick", 5)
+    b = precision_lr.run(tmp_path / "b", "quick", 5)
+    on_disk = json.loads((tmp_path / "a" / "precision-lr" / "result.json").read_text())
+    assert on_disk["claims"] == a["claims"] and a["sim"] == precision_lr.NAME
+    assert {c["id"] for c in a["claims"]} == {
+        "S1.sparsity_falls_with_lr",
+        "S1.updates_on_low_magnitude",
+        "S1.bf16_storage_loses_sub_ulp",
+    }
+    assert all(c["verdict"] in ("agrees", "disagrees", "inconclusive") for c in a["claims"])
+    for rel in a["figures"] + a["data"]:
+        assert (tmp_path / "a" / "precision-lr" / rel).stat().st_size > 0
+    assert a["claims"] == b["claims"]  # same seed, same numbers (every number is in `observed`)
+    rows_a = (tmp_path / "a" / "precision-lr" / "rows.jsonl").read_text()
+    assert rows_a == (tmp_path / "b" / "precision-lr" / "rows.jsonl").read_text()

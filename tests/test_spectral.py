@@ -484,6 +484,20 @@ def test_leash_premise_removed_budget_exceeded_or_flat_direction():
     assert not bool(jnp.any(chk.premise)) and np.all(np.isinf(np.asarray(chk.rhs)))
 
 
+def test_leash_premise_on_budget_edge_survives_rounding():
+    # A step scaled exactly onto its budget (δ_W = ½vecᵀS vec in float64, then stored one float32 ulp *below*)
+    # meets the budget up to rounding (issue 11: premises get the bounds' slack); a budget 1e-3 short does not.
+    dw, s_w, _ = _leash_tight_case(0.7)
+    x = dw.reshape(-1)
+    quad = np.float32(0.5 * x @ s_w @ x)
+    delta = np.nextafter(quad, np.float32(0))
+    chk = leash_j(dw.astype(F32), s_w.astype(F32), delta)
+    assert bool(jnp.all(chk.premise))
+    assert _holds(chk, F32, dw.size, 0.0)
+    chk = leash_j(dw.astype(F32), s_w.astype(F32), F32(quad * (1 - 1e-3)))
+    assert not bool(jnp.any(chk.premise))
+
+
 def test_leash_rate_square_root_of_budget():
     with jax.enable_x64(True):
         rows = [

@@ -11,6 +11,12 @@ SVD tests use 100·eps with ×2–3 factors for derived quantities.
 
 Measured matmuls use `MATMUL_PRECISION` ("highest"): on GPUs the default float32 matmul is TF32 and floors
 $\\|\\sin\\Theta\\|$ at about 2e-4 (see shared/style.md §2).
+
+Premises are decided with the same slack $\\tau$ (`premise_le`, `premise_lt`), in the direction that keeps a
+rounding error from deciding them: an inclusive premise ($a\\le b$: a ratio band, a KL budget) built exactly on its
+edge still holds after rounding moves it by a few ulps; a strict premise that guards a division ($0<\\mu$,
+$\\varepsilon<\\gamma$) needs a margin above rounding, since a gap within $\\tau$ of zero is numerically zero (and the
+bound it would divide by is vacuous anyway).
 """
 
 from typing import Final
@@ -28,6 +34,8 @@ __all__ = [
     "eps",
     "matmul",
     "measure_dtype",
+    "premise_le",
+    "premise_lt",
     "tol",
     "upcast",
 ]
@@ -76,6 +84,46 @@ def bound_holds(
     rhs = jnp.asarray(rhs, dtype=lhs.dtype)
     scale = jnp.asarray(scale, dtype=lhs.dtype)
     return lhs <= rhs * (1 + t) + t * scale
+
+
+def premise_le(
+    lhs: ArrayLike,
+    rhs: ArrayLike,
+    dtype: DTypeLike,
+    size: int,
+    scale: ArrayLike = 1.0,
+    c: float = BOUND_SLACK_C,
+) -> jax.Array:
+    """Inclusive premise `lhs <= rhs` up to rounding: $\\mathrm{lhs}\\le\\mathrm{rhs}+\\tau(|\\mathrm{rhs}|+\\mathrm{scale})$.
+
+    The slack of `bound_holds`, valid for either sign of `rhs` (a log-ratio band edge is negative). `scale` is the
+    magnitude the rounding error of `lhs` is relative to.
+    """
+    t = tol(dtype, size, c)
+    lhs = jnp.asarray(lhs)
+    rhs = jnp.asarray(rhs, dtype=lhs.dtype)
+    scale = jnp.asarray(scale, dtype=lhs.dtype)
+    return lhs <= rhs + t * (jnp.abs(rhs) + scale)
+
+
+def premise_lt(
+    lhs: ArrayLike,
+    rhs: ArrayLike,
+    dtype: DTypeLike,
+    size: int,
+    scale: ArrayLike = 1.0,
+    c: float = BOUND_SLACK_C,
+) -> jax.Array:
+    """Strict premise `lhs < rhs` with a margin above rounding: $\\mathrm{rhs}-\\mathrm{lhs}>\\tau(|\\mathrm{rhs}|+\\mathrm{scale})$.
+
+    For premises that guard a division by `rhs - lhs` (a positive curvature, a spectral gap): a difference within
+    rounding of zero is not counted as positive.
+    """
+    t = tol(dtype, size, c)
+    lhs = jnp.asarray(lhs)
+    rhs = jnp.asarray(rhs, dtype=lhs.dtype)
+    scale = jnp.asarray(scale, dtype=lhs.dtype)
+    return rhs - lhs > t * (jnp.abs(rhs) + scale)
 
 
 def measure_dtype(dtype: DTypeLike) -> np.dtype:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
-from threegate._numerics import matmul, tol
+from threegate._numerics import matmul, premise_le, premise_lt, tol
 from threegate._subspace import (
     _as_float,
     _check_k,
@@ -127,8 +127,9 @@ def wedin_check(w0: ArrayLike, w1: ArrayLike, k: int, form: str = "rigorous") ->
     * `form="rigorous"`: rhs $= \\varepsilon/(\\gamma_k - \\varepsilon)$, premise $\\varepsilon < \\gamma_k$ (Wedin with
       $\\delta \\ge \\sigma_k(W_1) - \\sigma_{k+1}(W_0) \\ge \\gamma_k - \\varepsilon$ and residual norms $\\le \\varepsilon$).
 
-    Where the premise fails, rhs is $+\\infty$. A computed gap is never exactly 0 for a repeated singular value
-    in floating point; such a premise is "true" with a huge rhs, which is still a valid (vacuous) bound.
+    Where the premise fails, rhs is $+\\infty$. Premises are strict and decided with a margin above rounding
+    (`premise_lt`, scale $\\sigma_1(W_0)$, size $\\max(m,n)$): a computed gap is never exactly 0 for a repeated singular
+    value in floating point, and a gap (or $\\gamma_k-\\varepsilon$) within rounding of 0 counts as 0.
 
     References: Wedin, BIT 12 (1972); Stewart & Sun (1990), Thm. V.4.4; Zhu et al. (2025), Thm 3.3.
     """
@@ -142,11 +143,12 @@ def wedin_check(w0: ArrayLike, w1: ArrayLike, k: int, form: str = "rigorous") ->
     sin_v = sin_theta(v0t[:k].T, v1t[:k].T)
     gap = _gap_from_values(s0, k)
     e = _norm2(dw)
+    size, scale = max(w0.shape), s0[0]
     if form == "paper":
-        premise = gap > 0
+        premise = premise_lt(jnp.zeros_like(gap), gap, w0.dtype, size, scale)
         rhs = _safe_div(e, gap, premise)
     else:
-        premise = e < gap
+        premise = premise_lt(e, gap, w0.dtype, size, scale)
         rhs = _safe_div(e, gap - e, premise)
     return BoundCheck(jnp.maximum(sin_u, sin_v), rhs, premise)
 
@@ -187,8 +189,10 @@ def leash_check(dw: ArrayLike, s_w: ArrayLike, delta_w: ArrayLike) -> BoundCheck
 
     Returns:
       `BoundCheck` with `[2]`-shaped fields: lhs $(\\|\\Delta W\\|_F, \\|\\Delta W\\|_2)$, rhs the leash twice; premise
-      (both entries) $= $ quadratic $\\le\\delta_W$ and $\\mu_W > 0$. rhs is $+\\infty$ where $\\mu_W \\le 0$; where only the
-      budget is exceeded, rhs is still the formula's value (so the failure is visible).
+      (both entries) $= $ quadratic $\\le\\delta_W$ and $\\mu_W > 0$, both up to rounding (`premise_le` /
+      `premise_lt`, scale $\\lambda_{\\max}(S_W)$): a step scaled exactly onto the budget meets it. rhs is $+\\infty$
+      where $\\mu_W$ is not positive; where only the budget is exceeded, rhs is still the formula's value (so the
+      failure is visible).
     """
     dw = _as_float(dw, "dw")
     s_w = _as_float(s_w, "s_w")
@@ -205,10 +209,12 @@ def leash_check(dw: ArrayLike, s_w: ArrayLike, delta_w: ArrayLike) -> BoundCheck
     x = dw.reshape(-1)
     sym = 0.5 * (s_w + s_w.T)
     quad = 0.5 * jnp.vdot(x, matmul(sym, x), precision=jax.lax.Precision.HIGHEST)
-    mu = jnp.linalg.eigvalsh(sym)[0]
-    mu_ok = mu > 0
+    lam = jnp.linalg.eigvalsh(sym)
+    mu, lam_max = lam[0], jnp.max(jnp.abs(lam))
+    mu_ok = premise_lt(jnp.zeros_like(mu), mu, dw.dtype, size, lam_max)
     leash = jnp.sqrt(_safe_div(2 * jnp.maximum(delta_w, 0), mu, mu_ok))
-    premise = (quad <= delta_w) & mu_ok
+    quad_scale = 0.5 * lam_max * jnp.vdot(x, x, precision=jax.lax.Precision.HIGHEST)
+    premise = premise_le(quad, delta_w, dw.dtype, size, quad_scale) & mu_ok
     lhs = jnp.stack([jnp.linalg.norm(x), _norm2(dw)])
     return BoundCheck(lhs, jnp.stack([leash, leash]), jnp.stack([premise, premise]))
 

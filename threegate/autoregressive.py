@@ -19,15 +19,18 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 from jaxtyping import Array, Float, Int
 
-from threegate._numerics import MATMUL_PRECISION, matmul, tol
+from threegate._numerics import MATMUL_PRECISION, matmul, premise_le
 from threegate._types import BoundCheck
 from threegate.kl import check_logits, kl_categorical
 
 __all__ = [
+    "ar_advantages",
+    "ar_expected_return",
     "ar_kl_exact",
     "ar_log_ratios",
     "ar_sample",
     "clip_kl_bound",
+    "clip_limited_step",
     "clipped_ratio_check",
     "ratio_band_perturbation",
     "ratio_band_premise",
@@ -98,19 +101,34 @@ def clip_kl_bound(mean_length: ArrayLike, eps: ArrayLike) -> Array:
     return jnp.asarray(mean_length, e.dtype) * jnp.maximum(-jnp.log1p(-e), jnp.log1p(e))
 
 
-def _in_band(log_ratio: Array, e: Array) -> Array:
-    """All of `log_ratio` inside $[\\log(1-\\varepsilon),\\log(1+\\varepsilon)]$, up to rounding of the log-softmax."""
-    slack = tol(log_ratio.dtype, log_ratio.shape[-1], c=4.0)
-    return jnp.all((log_ratio >= jnp.log1p(-e) - slack) & (log_ratio <= jnp.log1p(e) + slack))
+def _in_band(log_ratio: Array, e: Array, scale: Array, size: int) -> Array:
+    """All of `log_ratio` inside $[\\log(1-\\varepsilon),\\log(1+\\varepsilon)]$ up to rounding (`premise_le`).
+
+    `size` is the vocabulary $N$ (the length of the log-softmax); `scale` `[..., 1]` bounds the magnitudes the log-ratios were computed from (log-softmax rounds relative to the
+    log-probabilities themselves): a ratio built exactly on the band's edge stays inside after renormalisation.
+    """
+    lo = premise_le(jnp.log1p(-e) - log_ratio, 0.0, log_ratio.dtype, size, scale)
+    hi = premise_le(log_ratio - jnp.log1p(e), 0.0, log_ratio.dtype, size, scale)
+    return jnp.all(lo & hi)
+
+
+def _log_scale(*logps: Array) -> Array:
+    """1 + the largest finite |log-probability| of each conditional, `[..., 1]` (the rounding scale)."""
+    mags = [jnp.where(jnp.isfinite(lp), jnp.abs(lp), jnp.zeros_like(lp)) for lp in logps]
+    return 1 + jnp.max(jnp.stack(mags), axis=(0, -1))[..., None]
 
 
 def ratio_band_premise(
     p_logits: Float[ArrayLike, "T N N"], q_logits: Float[ArrayLike, "T N N"], eps: ArrayLike
 ) -> Array:
-    """Whether every conditional ratio $\\pi_p/\\pi_q$ (all steps, states, tokens) lies in $[1-\\varepsilon,1+\\varepsilon]$."""
+    """Whether every conditional ratio $\\pi_p/\\pi_q$ (all steps, states, tokens) lies in $[1-\\varepsilon,1+\\varepsilon]$.
+
+    Decided up to rounding (`threegate._numerics.premise_le`, the slack of the bounds): `ratio_band_perturbation`
+    puts ratios exactly on the edge, and log-softmax renormalisation moves them by a few ulps.
+    """
     p, q = _check_pair(p_logits, q_logits)
-    lr = jax.nn.log_softmax(p, axis=-1) - jax.nn.log_softmax(q, axis=-1)
-    return _in_band(lr, jnp.asarray(eps, p.dtype))
+    lp, lq = jax.nn.log_softmax(p, axis=-1), jax.nn.log_softmax(q, axis=-1)
+    return _in_band(lp - lq, jnp.asarray(eps, p.dtype), _log_scale(lp, lq), p.shape[-1])
 
 
 def ratio_band_perturbation(
@@ -154,4 +172,57 @@ def clipped_ratio_check(
     if tokens is None:
         return BoundCheck(ar_kl_exact(p, q), rhs, ratio_band_premise(p, q, e))
     lr = ar_log_ratios(p, q, tokens)
-    return BoundCheck(jnp.mean(jnp.sum(lr, axis=1)), rhs, _in_band(lr, e))
+    scale = _log_scale(jax.nn.log_softmax(p, axis=-1), jax.nn.log_softmax(q, axis=-1))
+    return BoundCheck(
+        jnp.mean(jnp.sum(lr, axis=1)), rhs, _in_band(lr, e, jnp.max(scale), p.shape[-1])
+    )
+
+
+def _backward(lg: Array, r: Array) -> tuple[Array, Array]:
+    """$Q_t(s,y)$ `[T, N, N]` and $V_t(s)$ `[T, N]` by the backward recursion of `ar_advantages`."""
+    if lg.ndim != 3 or r.shape != lg.shape[:2]:
+        raise ValueError(f"token_reward must be [T, N] for logits {lg.shape}, got {r.shape}")
+    probs = jax.nn.softmax(lg, axis=-1)
+
+    def back(v_next, xs):
+        pi_t, r_t = xs
+        q = jnp.broadcast_to(r_t + v_next, pi_t.shape)  # [N prev, N next]
+        v = jnp.sum(pi_t * q, axis=-1)
+        return v, (q, v)
+
+    _, (q, v) = jax.lax.scan(back, jnp.zeros(lg.shape[1], lg.dtype), (probs, r), reverse=True)
+    return q, v
+
+
+def ar_advantages(
+    logits: Float[ArrayLike, "T N N"], token_reward: Float[ArrayLike, "T N"]
+) -> Float[Array, "T N N"]:
+    """Exact advantages $A_t(s,y)=Q_t(s,y)-V_t(s)$ of the tabular policy for a per-token reward $r_t(y)$.
+
+    Backward recursion (no sampling): $V_T\\equiv0$, $Q_t(s,y)=r_t(y)+V_{t+1}(y)$,
+    $V_t(s)=\\sum_y\\pi_t(y|s)Q_t(s,y)$; the return of a sequence is $\\sum_t r_t(y_t)$ (a verifiable per-token score).
+    $\\mathbb E_{\\pi_t(\\cdot|s)}[A_t(s,\\cdot)]=0$ exactly.
+    """
+    lg = check_logits(logits, "logits")
+    q, v = _backward(lg, jnp.asarray(token_reward, lg.dtype))
+    return q - v[..., None]
+
+
+def ar_expected_return(
+    logits: Float[ArrayLike, "T N N"], token_reward: Float[ArrayLike, "T N"]
+) -> Float[Array, ""]:
+    """$\\mathbb E_\\pi[\\sum_t r_t(y_t)]=V_0(0)$ (start state 0), exactly by the recursion of `ar_advantages`."""
+    lg = check_logits(logits, "logits")
+    return _backward(lg, jnp.asarray(token_reward, lg.dtype))[1][0, 0]
+
+
+def clip_limited_step(
+    logits: Float[ArrayLike, "T N N"], token_reward: Float[ArrayLike, "T N"], eps: ArrayLike
+) -> Float[Array, "T N N"]:
+    """One β = 0 policy-improvement step held inside the clip band: $\\pi^+=\\pi(1+\\varepsilon c)$, $c\\propto A$.
+
+    The exact advantages (`ar_advantages`) set the direction, and `ratio_band_perturbation` the size: every
+    conditional moves until its largest ratio reaches $1\\pm\\varepsilon$, the most a clipped objective lets one
+    step move (Lemma F.9's premise holds with equality). Returns normalised log-probabilities `[T, N, N]`.
+    """
+    return ratio_band_perturbation(logits, ar_advantages(logits, token_reward), eps)

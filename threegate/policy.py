@@ -33,6 +33,7 @@ from threegate.kl import kl_categorical
 _LM_DAMPING_FLOOR = 1e-3
 
 __all__ = [
+    "LeashPoint",
     "LogLinearPolicy",
     "MProjection",
     "QuadraticPolicy",
@@ -43,6 +44,8 @@ __all__ = [
     "fisher_hessian_form",
     "frozen_surrogate",
     "kl_quadratic",
+    "leash_point",
+    "leash_ratio_limit",
     "log_linear_policy",
     "log_probs",
     "logprob_hessian_bound",
@@ -303,3 +306,75 @@ def pg_loss_onpolicy(
     lp = log_probs(policy, theta)
     shift = jnp.dot(pi_t, adv * lp_t, precision=MATMUL_PRECISION)
     return -jnp.dot(jnp.exp(lp), adv * lp, precision=MATMUL_PRECISION) + shift
+
+
+class LeashPoint(NamedTuple):
+    """One M-projection $\\theta^+$ of a target $\\tilde q$ from $\\theta$, with every quantity Gate I compares.
+
+    Attributes:
+      kappa: $D_{KL}(\\tilde q\\|\\pi_\\theta)$, the right side of (5).
+      resid: $D_{KL}(\\tilde q\\|\\pi_{\\theta^+})$.
+      step_kl: $D_{KL}(\\pi_{\\theta^+}\\|\\pi_\\theta)$, the left side of (5) and the budget $K$ of (6).
+      f_drop: $f(\\theta)-f(\\theta^+)=\\mathbb E_{\\tilde q}[\\log\\pi_{\\theta^+}-\\log\\pi_\\theta]$ (Lemma F.4).
+      delta: $\\Delta=\\theta^+-\\theta$, `[p]`.
+      hessians: $\\nabla^2\\log\\pi_\\theta(y)$ at $\\theta$, `[a, p, p]`.
+      scores: $\\nabla\\log\\pi_\\theta(y)$ at $\\theta$, `[a, p]`.
+      pi: $\\pi_\\theta$, `[a]`.
+      q: $\\tilde q$, `[a]`.
+      ok: the M-projection converged to a strict local minimiser.
+    """
+
+    kappa: Array
+    resid: Array
+    step_kl: Array
+    f_drop: Array
+    delta: Array
+    hessians: Array
+    scores: Array
+    pi: Array
+    q: Array
+    ok: Array
+
+
+def leash_point(
+    policy, theta: Float[ArrayLike, " p"], target_logits: Float[ArrayLike, " a"]
+) -> LeashPoint:
+    """M-project `target_logits` from `theta` (`m_projection`) and measure both sides of Props 3.1–3.2 (jit/vmap-able)."""
+    th = jnp.asarray(theta)
+    tgt = jnp.asarray(target_logits)
+    mp = m_projection(policy, th, tgt)
+    lp, lp_plus = log_probs(policy, th), log_probs(policy, mp.theta)
+    q = jax.nn.softmax(tgt)
+    return LeashPoint(
+        kappa=kl_categorical(tgt, lp),
+        resid=kl_categorical(tgt, lp_plus),
+        step_kl=policy_kl(policy, mp.theta, th),
+        f_drop=jnp.dot(q, lp_plus - lp, precision=MATMUL_PRECISION),
+        delta=mp.theta - th,
+        hessians=logprob_hessians(policy, th),
+        scores=scores(policy, th),
+        pi=jnp.exp(lp),
+        q=q,
+        ok=mp.converged & mp.hess_pd,
+    )
+
+
+def leash_ratio_limit(
+    score_rows: Float[ArrayLike, "a p"], pi: Float[ArrayLike, " a"], reward: Float[ArrayLike, " a"]
+) -> Array:
+    """$\\lim_{\\beta\\to\\infty}D_{KL}(\\pi_{\\theta^+}\\|\\pi_\\theta)/D_{KL}(\\tilde q_\\beta\\|\\pi_\\theta)$ for $q=\\pi_\\theta$ (Prop 3.1).
+
+    To second order in $1/\\beta$ both KLs are quadratic forms in the reward: the limit is
+    $c^\\top F^{-1}c/\\mathrm{Var}_\\pi R$ with $c=S^\\top(\\pi\\circ(R-\\mathbb E_\\pi R))$ and $F=S^\\top\\mathrm{diag}(\\pi)S$ — the
+    $R^2$ of the $\\pi$-weighted regression of $R$ on the scores, in $[0,1]$, equal to 1 iff $R$ (centred) lies in
+    the span of the scores.
+    """
+    s = jnp.asarray(score_rows)
+    p = jnp.asarray(pi, s.dtype)
+    r = jnp.asarray(reward, s.dtype)
+    centred = r - jnp.dot(p, r, precision=MATMUL_PRECISION)
+    c = matmul(s.T, p * centred)
+    f = matmul(s.T, p[:, None] * s)
+    return jnp.dot(c, jnp.linalg.solve(f, c), precision=MATMUL_PRECISION) / jnp.dot(
+        p, centred**2, precision=MATMUL_PRECISION
+    )
