@@ -323,32 +323,19 @@ def evaluate(
     temperature: float = 1.0,
     batch_size: int = 256,
 ) -> dict[str, float]:
-    """Mean reward and accuracy of `params` on fixed `problems` (greedy decoding by default), in batches."""
-    from threegate.lm.sample import generate
+    """Mean reward and accuracy of `params` on fixed `problems` (greedy decoding by default), in batches
+    (`threegate.lm.evaluation` has the avg@k evaluation with confidence intervals)."""
+    from threegate.lm.evaluation import _generate_all
 
-    a, b = np.asarray(problems.a), np.asarray(problems.b)
-    rewards, correct = [], []
-    for i, start in enumerate(range(0, a.shape[0], batch_size)):
-        sub = type(problems)(
-            jnp.asarray(a[start : start + batch_size]), jnp.asarray(b[start : start + batch_size])
-        )
-        prompts, pmask = task.prompts(sub)
-        out = generate(
-            params,
-            mcfg,
-            jnp.asarray(prompts),
-            jnp.asarray(pmask),
-            jax.random.fold_in(key, i),
-            max_new_tokens=task.answer_len,
-            temperature=temperature,
-            top_p=1.0,
-            greedy=greedy,
-            eos_id=task.eos_id,
-        )
-        r, c = task.score(sub, out.tokens, out.mask)
-        rewards.append(np.asarray(r))
-        correct.append(np.asarray(c))
-    return {
-        "reward": float(np.concatenate(rewards).mean()),
-        "accuracy": float(np.concatenate(correct).mean()),
-    }
+    correct, _ = _generate_all(
+        params,
+        mcfg,
+        task,
+        problems,
+        key,
+        greedy=greedy,
+        temperature=temperature,
+        batch_size=batch_size,
+    )
+    reward = np.where(correct, task.reward_correct, task.reward_wrong)
+    return {"reward": float(reward.mean()), "accuracy": float(correct.mean())}
