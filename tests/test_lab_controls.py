@@ -132,20 +132,56 @@ def test_select_groups_puts_mixed_groups_first():
     assert select_groups(r, 3).tolist() == [1, 3, 0]  # then all-equal ones, in sampling order
 
 
-def test_dapo_refill_keeps_mixed_groups(params0):
-    base = dict(algo="dapo", steps=1, lr=1e-3, prompts_per_step=4, group_size=4, minibatches=1)
-    fns = make_train(TrainConfig(**base, dapo_max_rounds=4), MCFG, TASK)
+class _ParityTask(CharTask):
+    """The char task with a reward set by the parity of the completion's first token (jnp, fused path)."""
+
+    def score(self, p, completion, mask=None):
+        good = jnp.asarray(completion)[:, 0] % 2 == 0
+        return jnp.where(good, 1.0, -1.0).astype(jnp.float32), good
+
+
+def test_dapo_refill_keeps_mixed_groups_on_the_fused_path(params0):
+    task = _ParityTask("modadd", modulus=7)
+    base = dict(algo="dapo", steps=1, lr=1e-3, prompts_per_step=4, group_size=2, minibatches=1)
+    fns = make_train(TrainConfig(**base, dapo_max_rounds=4), MCFG, task)
     state, frozen = fns.init(params0, jax.random.key(0))
     b, _ = jax.jit(fns.sample_batch)(state, frozen, jax.random.key(5))
-    assert b.rewards.shape == (16,)
-    r = b.rewards.reshape(4, 4)
-    mixed = np.asarray(jnp.any(r != r[:, :1], axis=1))
-    # the refilled batch has at least as many mixed groups as the first round alone
-    fns1 = make_train(TrainConfig(**base, dapo_max_rounds=1), MCFG, TASK)
+    r = np.asarray(b.rewards).reshape(4, 2)
+    assert (r[:, 0] != r[:, 1]).all()  # 16 groups drawn, the first 4 mixed ones kept
+    fns1 = make_train(TrainConfig(**base, dapo_max_rounds=1), MCFG, task)
     b1, _ = jax.jit(fns1.sample_batch)(state, frozen, jax.random.key(5))
-    r1 = b1.rewards.reshape(4, 4)
-    assert mixed.sum() >= int(jnp.sum(jnp.any(r1 != r1[:, :1], axis=1)))
-    assert list(mixed) == sorted(mixed, reverse=True)  # mixed first
+    r1 = np.asarray(b1.rewards).reshape(4, 2)
+    assert not (r1[:, 0] != r1[:, 1]).all()  # without the refill some group of 2 is all-equal
+
+
+class _HostTask(CharTask):
+    """The char task verified on the host (the SmolLM2 path of `fit`), with a reward set by the completion's
+    first token: its parity (`parity=True`, so groups are mixed) or a constant (all groups all-equal)."""
+
+    jax_native = False
+
+    def __init__(self, parity: bool):
+        super().__init__("modadd", modulus=7)
+        object.__setattr__(self, "parity", parity)
+
+    def score(self, p, completion, mask=None):
+        first = np.asarray(completion)[:, 0]
+        good = first % 2 == 0 if self.parity else np.zeros(first.shape, bool)
+        return np.where(good, 1.0, -1.0).astype(np.float32), good
+
+
+@pytest.mark.parametrize("parity", [True, False])
+def test_dapo_refills_on_the_host_path(params0, parity):
+    cfg = TrainConfig(
+        algo="dapo", steps=2, lr=1e-3, prompts_per_step=4, group_size=4, minibatches=1,
+        dapo_max_rounds=3, temperature=2.0,
+    )  # fmt: skip
+    res = fit(cfg, MCFG, _HostTask(parity), params0)
+    for rec in res.logs:
+        if parity:  # mixed groups are plentiful: the batch is refilled with them only
+            assert rec["kept_frac"] == 1.0 and 4 <= rec["sampled_groups"] <= 12
+        else:  # no group is ever mixed: every round is drawn, and nothing carries weight
+            assert rec["sampled_groups"] == 12 and rec["kept_frac"] == 0.0
 
 
 # ------------------------------------------------------------------------------------------------ gates

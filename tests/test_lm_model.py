@@ -230,7 +230,9 @@ def test_group_prefill_equals_prefilling_every_row():
     np.testing.assert_array_equal(np.asarray(shared.tokens), np.asarray(every.tokens))
     lp = np.asarray(every.logprobs)
     np.testing.assert_allclose(np.asarray(shared.logprobs), lp, rtol=0, atol=TOL * np.abs(lp).max())
-    assert len({tuple(r) for r in np.asarray(shared.tokens)[:4].tolist()}) > 1  # rows sample independently
+    assert (
+        len({tuple(r) for r in np.asarray(shared.tokens)[:4].tolist()}) > 1
+    )  # rows sample independently
     with pytest.raises(ValueError, match="group"):
         generate(PARAMS, CFG, *rep, key, max_new_tokens=2, group=5)
 

@@ -87,10 +87,13 @@ def test_text_task_formats_and_parses():
     assert tok.decode(prompts[0][mask[0]].tolist()) == "What is 23+45? Answer:"
     refs, rmask = task.references(p)
     assert tok.decode(refs[0][rmask[0]].tolist()) == " 68\0"
-    comp = np.asarray([tok.encode(" 68\0 1"), tok.encode("7+9=16")])
+    comp = np.asarray([tok.encode(" 68\0 1"), tok.encode("9=16\0 ")])
     reward, correct = task.score(p, comp)
     assert correct.tolist() == [True, True] and reward.tolist() == [1.0, 1.0]
     assert task.parse(np.asarray([tok.encode(" ? :  ")]))[0] is None
+    assert (
+        task.parse(np.asarray([tok.encode("7+9=16")]))[0] == 9
+    )  # cut off after a digit: "16" may be "160"
     with pytest.raises(ValueError, match="prompt_len"):
         TextTask(tok, prompt_len=5, chat=False, style="qa").prompts(p)
 
@@ -113,8 +116,11 @@ def test_compute_style_prompt_reference_and_robust_verifier():
     # the answer line decides: a later line cannot rescue a wrong first line, an operand is not an answer
     from threegate.lm.tasks import parse_reply
 
-    assert parse_reply("17 + 8\n25") == 8
+    assert parse_reply("17 + 8\n25") is None  # the answer line echoes the question
     assert parse_reply("The sum is 25.") == 25
+    assert (
+        parse_reply("Compute 0 + 7.") is None and parse_reply("0 + 7") is None
+    )  # an echo is no answer
     assert parse_reply("17 + 8 = 25.") == 25
     assert parse_reply("") is None and parse_reply("= .") is None
 
@@ -132,6 +138,10 @@ def test_heldout_split_is_disjoint_and_stratified():
     )
     train = task.sample(jax.random.key(3), 4000)
     assert not is_heldout(np.asarray(train.a), np.asarray(train.b)).any()
+    # a + b and b + a are held out together: no commuted twin of an eval problem is ever trained on
+    assert not is_heldout(np.asarray(train.b), np.asarray(train.a)).any()
+    np.testing.assert_array_equal(is_heldout(a, b), is_heldout(b, a))
+    assert not np.array_equal(is_heldout(a, b, commuted=False), is_heldout(b, a, commuted=False))
     share = is_heldout(np.arange(10, 100).repeat(90), np.tile(np.arange(10, 100), 90)).mean()
     assert abs(share - 0.2) < 0.02
     with pytest.raises(ValueError, match="operand range"):

@@ -34,6 +34,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from threegate.cli import main as cli_main
+    from threegate.errors import ThreegateError
     from threegate.study.analyse import analyse
     from threegate.study.report import write_report
     from threegate.study.smollm2 import PRESETS, discover_runs, run_specs, study_config
@@ -51,7 +52,7 @@ def run(args) -> int:
             resume = ["--resume"] if (folder / "log.jsonl").is_file() else []
             print(f"study: training {name}", file=sys.stderr)
             if cli_main([*argv, *resume]) != 0:
-                raise RuntimeError(f"training {name} failed (see the line above)")
+                raise ThreegateError(f"training {name} failed (see the line above)")
     base, runs = discover_runs(root)
     study = analyse(
         base,

@@ -75,9 +75,15 @@ def register(subparsers) -> None:
     )
     p.add_argument("--max-new-tokens", type=int, default=16, help="reply length (text tasks)")
     p.add_argument("--eval-k", type=int, default=4, help="samples per eval problem (avg@k)")
+    p.add_argument(
+        "--heldout-split",
+        choices=("unordered", "ordered"),
+        default="unordered",
+        help="hold out a+b and b+a together (default) or the first, ordered split of reports/smollm2",
+    )
     p.add_argument("--gates", type=int, default=0, help="gate-check N evenly spaced updates")
     p.add_argument("--resume", action="store_true", help="continue from OUT/resume/")
-    p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation")
     p.add_argument("--eval-size", type=int, default=None, help="held-out problems (smollm2: 240)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", required=True)
@@ -108,6 +114,7 @@ def _model(args):
             args.reward_wrong,
             max_new_tokens=args.max_new_tokens,
             ranges=parse_ranges(args.ranges),
+            heldout_commuted=args.heldout_split == "unordered",
         )
 
     if args.model == "smollm2":
@@ -163,6 +170,8 @@ def run(args) -> int:
     from pathlib import Path
 
     import jax
+    import jax.numpy as jnp
+    import numpy as np
     from tqdm import tqdm
 
     from threegate.lm.adapters import AdapterConfig
@@ -205,23 +214,41 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not args.resume and (out / "log.jsonl").exists() and (out / "log.jsonl").stat().st_size:
         raise ValueError(f"{out} already holds a run (log.jsonl); use --resume or another --out")
-    (out / "run.json").write_text(
-        json.dumps({"argv": vars(args) | {"func": None}}, indent=2, default=str)
-    )
+    run_file = out / "run.json"
+    argv = {k: v for k, v in vars(args).items() if k != "func"}
+    if (
+        args.resume and run_file.is_file()
+    ):  # keep the command that started the run; note the resumption
+        record = json.loads(run_file.read_text())
+        record.setdefault("resumed", []).append(argv)
+    else:
+        record = {"argv": argv}
+    run_file.write_text(json.dumps(record, indent=2, default=str))
     eval_size = args.eval_size if args.eval_size is not None else (240 if text else 128)
     if text:
         problems = task.eval_problems(eval_size)
-    else:
+    else:  # tiny char tasks: problems of the training distribution (modadd 7 has only 49)
         problems = task.sample(jax.random.key(10_000 + args.seed), eval_size)
+    # the base as every run starts from it: bf16(params) (a float32 source is rounded once)
+    base = jax.tree.map(lambda x: x.astype(jnp.bfloat16), params)
     before_file = out / "eval_before.json"
     before = None
     if not args.no_eval:
         if args.resume and before_file.is_file():
             before = json.loads(before_file.read_text())
+            if "problems" in before:  # evaluate after on exactly the problems evaluated before
+                problems = type(problems)(
+                    jnp.asarray(before["problems"]["a"], jnp.int32),
+                    jnp.asarray(before["problems"]["b"], jnp.int32),
+                )
         else:
             t0 = time.perf_counter()
-            before = _evaluate(params, mcfg, task, problems, args, temperature)
+            before = _evaluate(base, mcfg, task, problems, args, temperature)
             before["seconds"] = time.perf_counter() - t0
+            before["problems"] = {
+                "a": np.asarray(problems.a).tolist(),
+                "b": np.asarray(problems.b).tolist(),
+            }
             before_file.write_text(json.dumps(before, indent=2))
     bar = tqdm(total=args.steps, disable=args.no_progress, desc=f"train {args.algo}", unit="step")
 

@@ -184,7 +184,7 @@ def _gates(cfg, mcfg, step, before, state, batch) -> dict:
     rl = cfg.algo != "sft"
     return {
         "step": step,
-        "gate3": gate3_record(stored_before, master_before, state.master),
+        "gate3": gate3_record(stored_before, state.stored, master_before, state.master),
         "gate1": gate1_record(
             stored_before,
             state.stored,

@@ -1,11 +1,14 @@
 """The three gates checked on real training updates (one record per checked outer step, `gates.jsonl`).
 
-Gate III (Cor 3.6, exact): with stored weights $w=\\mathrm{bf16}(m)$ before an update, the float32 master $m^+$
-after it and $\\delta=m^+-\\mathrm{f32}(w)$ (exact by Sterbenz: $m^+$ and $w$ are within a factor 2),
-`threegate.bf16.realized(w, δ)` predicts which stored weights change; the stored weights actually written,
-$\\mathrm{bf16}(m^+)$, are compared bit by bit. Mismatches must be 0. Beside it: the paper's approximate rule
-$|\\delta|>\\tfrac12\\mathrm{ULP}(w)$ (its mismatches are ties and binade edges), and the share of this step's master
-moves $|m^+-m|$ below $\\tfrac12\\mathrm{ULP}(w)$ — moves that Gate III filters out at this step.
+Gate III (Cor 3.6, exact): with stored weights $w$ before an update and the float32 master $m^+$ after it, the
+update relative to the stored weight is $\\delta=\\mathrm{fl}_{32}(m^+-\\mathrm{f32}(w))$ and
+`threegate.bf16.realized(w, δ)` predicts which stored weights change; the prediction is compared bit by bit with
+the stored weights the trainer actually wrote ($w^+$, `TrainState.stored`). $\\mathrm{fl}_{32}(w+\\delta)=m^+$ when
+the subtraction is exact (Sterbenz: $m^+$ and $w$ of one sign within a factor 2, which holds for every weight whose
+update is small against it); a weight whose master crosses zero or leaves that range can round differently, and
+then the prediction may miss: mismatches count them. Beside it: the paper's approximate rule
+$|\\delta|>\\tfrac12\\mathrm{ULP}(w)$ (its mismatches are ties and binade edges), and, among the master entries this
+step moved, the share that moved by less than $\\tfrac12\\mathrm{ULP}(w)$ — moves that Gate III filters out.
 
 Gate I (Lemma F.5, F.9): on the step's own batch, the exact token-wise $D_{KL}(\\pi_{\\theta^+}\\|\\pi_\\theta)$ over the
 vocabulary against the quadratic form $\\tfrac12\\Delta^\\top F(\\theta)\\Delta$ along the realized update
@@ -29,33 +32,39 @@ __all__ = ["gate1_record", "gate3_record"]
 
 
 @jax.jit
-def _gate3_tensor(w, master_before, master_after):
+def _gate3_tensor(w, w_after, master_before, master_after):
     m_after = master_after.astype(jnp.float32)
     delta = m_after - w.astype(jnp.float32)
     predicted = bf16.realized(w, delta)
-    new = m_after.astype(jnp.bfloat16)
-    actual = bf16.to_bits(new) != bf16.to_bits(w)
+    actual = bf16.to_bits(w_after) != bf16.to_bits(w)
     half = bf16.half_ulp(w)
     rule = jnp.abs(delta) > half
     step_move = jnp.abs(m_after - master_before.astype(jnp.float32))
+    moved = step_move > 0
     return (
         jnp.sum(predicted),
         jnp.sum(actual),
         jnp.sum(predicted != actual),
         jnp.sum(rule != actual),
-        jnp.sum(step_move < half),
-        jnp.sum(step_move > 0),
+        jnp.sum(moved & (step_move < half)),
+        jnp.sum(moved),
     )
 
 
-def gate3_record(stored_before: dict, master_before: dict, master_after: dict) -> dict:
+def gate3_record(
+    stored_before: dict, stored_after: dict, master_before: dict, master_after: dict
+) -> dict:
     """Gate III per tensor: predicted / actual changed stored weights, mismatches of the exact rule and of the
-    half-ULP rule, and the share of per-step master moves below half an ULP. Full fine-tuning only (flat dicts)."""
+    half-ULP rule, and how many of the moved master entries moved by less than half an ULP. Full fine-tuning
+    only (flat dicts)."""
     per_tensor, tot = {}, np.zeros(6, np.int64)
     for name in sorted(stored_before):
         w = stored_before[name]
         vals = np.asarray(
-            jax.device_get(_gate3_tensor(w, master_before[name], master_after[name])), np.int64
+            jax.device_get(
+                _gate3_tensor(w, stored_after[name], master_before[name], master_after[name])
+            ),
+            np.int64,
         )
         tot += vals
         per_tensor[name] = {
@@ -64,18 +73,19 @@ def gate3_record(stored_before: dict, master_before: dict, master_after: dict) -
             "actual": int(vals[1]),
             "mismatches": int(vals[2]),
             "half_ulp_rule_mismatches": int(vals[3]),
-            "below_half_ulp": int(vals[4]),
+            "moved_below_half_ulp": int(vals[4]),
             "moved": int(vals[5]),
         }
     size = sum(v["size"] for v in per_tensor.values())
+    moved = int(tot[5])
     return {
         "predicted": int(tot[0]),
         "actual": int(tot[1]),
         "mismatches": int(tot[2]),
         "half_ulp_rule_mismatches": int(tot[3]),
         "changed_fraction": int(tot[1]) / size,
-        "below_half_ulp_fraction": int(tot[4]) / size,
-        "moved_fraction": int(tot[5]) / size,
+        "moved_fraction": moved / size,
+        "below_half_ulp_fraction": int(tot[4]) / moved if moved else None,
         "tensors": per_tensor,
     }
 

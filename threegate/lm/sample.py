@@ -85,6 +85,7 @@ def _generate(
     h, cache = _prefill(
         params, cfg, prompt_tokens[::group], prompt_mask[::group], p + max_new_tokens, layers
     )
+    logits = unembed(params, cfg, h[:, -1:])  # only the last prompt position needs logits
     if group > 1:
         cache = cache._replace(
             k=jnp.repeat(cache.k, group, axis=1),
@@ -92,8 +93,7 @@ def _generate(
             key_mask=jnp.repeat(cache.key_mask, group, axis=0),
             positions=jnp.repeat(cache.positions, group, axis=0),
         )
-        h = jnp.repeat(h, group, axis=0)
-    logits = unembed(params, cfg, h[:, -1:])  # only the last prompt position needs logits
+        logits = jnp.repeat(logits, group, axis=0)
     keys = jax.random.split(key, max_new_tokens)
 
     def step(carry, step_key):
@@ -175,6 +175,16 @@ def generate(
         np.all(np.asarray(prompt_mask)[:, -1])
     ):
         raise ValueError("prompts must be left-padded: prompt_mask[:, -1] must be all True")
+    if (
+        isinstance(group, int)
+        and group > 1
+        and not isinstance(prompt_tokens, jax.core.Tracer)
+        and prompt_tokens.shape[0] % group == 0
+    ):
+        rows = np.asarray(prompt_tokens).reshape(-1, group, prompt_tokens.shape[1])
+        masks = np.asarray(prompt_mask).reshape(-1, group, prompt_tokens.shape[1])
+        if not ((rows == rows[:, :1]).all() and (masks == masks[:, :1]).all()):
+            raise ValueError(f"group={group}: the prompts of a group must be identical rows")
     if not isinstance(group, int) or group < 1 or prompt_tokens.shape[0] % group:
         raise ValueError(
             f"group must be a positive int dividing the batch {prompt_tokens.shape[0]}, got {group!r}"

@@ -191,6 +191,7 @@ def decode_chars(tokens: ArrayLike) -> str:
 
 
 _INT = re.compile(r"-?\d+")
+_EXPR = re.compile(r"-?\d+\s*\+\s*-?\d+")
 
 #: A range of addition problems: (digits of a, digits of b); 1 digit is [0, 10), d ≥ 2 digits [10^(d-1), 10^d).
 Range = tuple[int, int]
@@ -215,15 +216,21 @@ def _bounds(digits: int) -> tuple[int, int]:
     return (0, 10) if digits == 1 else (10 ** (digits - 1), 10**digits)
 
 
-def is_heldout(a: ArrayLike, b: ArrayLike, fraction: float = 0.2) -> np.ndarray:
+def is_heldout(
+    a: ArrayLike, b: ArrayLike, fraction: float = 0.2, *, commuted: bool = True
+) -> np.ndarray:
     """Deterministic train/eval split of problems $(a, b)$: a hash of the pair below `fraction` holds it out.
 
-    Uses a multiplicative hash (Knuth) of $a \\cdot 10^6 + b$ modulo $2^{32}$, so the split does not depend on
-    sampling order, seeds or the set of ranges; about `fraction` of every operand range is held out.
+    Uses a multiplicative hash (Knuth) of $1000003\\,a + b$ modulo $2^{32}$, so the split does not depend on
+    sampling order, seeds or the set of ranges; about `fraction` of every operand range is held out. With
+    `commuted` (the default) the pair is unordered, $(\\min, \\max)$, so $a+b$ and $b+a$ fall on the same side: the
+    model never trains on the commuted twin of a held-out problem. `commuted=False` is the first, ordered split
+    (the SmolLM2 runs of `reports/smollm2/` used it; there 1+1 and 2+2 held-out problems have twins in training).
     """
-    key = (np.asarray(a, np.uint64) * np.uint64(1_000_003) + np.asarray(b, np.uint64)) & np.uint64(
-        0xFFFFFFFF
-    )
+    a, b = np.asarray(a, np.uint64), np.asarray(b, np.uint64)
+    if commuted:
+        a, b = np.minimum(a, b), np.maximum(a, b)
+    key = (a * np.uint64(1_000_003) + b) & np.uint64(0xFFFFFFFF)
     h = (key * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)
     return h < np.uint64(int(fraction * 2**32))
 
@@ -236,14 +243,15 @@ def parse_reply(text: str) -> int | None:
     """The integer a reply gives as its answer, or None.
 
     The first non-empty line is the answer line: after its last "=", the first integer ("17 + 8 = 25." → 25);
-    without "=", its last integer ("25", "The sum is 25." → 25). Later lines (explanations) are ignored.
+    without "=", its last integer outside an echoed "a + b" ("25", "The sum is 25." → 25; "Compute 0 + 7." → None).
+    Later lines (explanations) are ignored.
     """
     for line in text.splitlines():
         if line.strip():
             if "=" in line:
                 found = _INT.findall(line.rsplit("=", 1)[1])
                 return int(found[0]) if found else None
-            found = _INT.findall(line)
+            found = _INT.findall(_EXPR.sub(" ", line))  # an echoed "a + b" is not an answer
             return int(found[-1]) if found else None
     return None
 
@@ -271,6 +279,7 @@ class TextTask:
       style: "compute" or "qa".
       ranges: operand ranges of the "compute" style, e.g. `((1, 1), (2, 1), (2, 2))`.
       heldout_fraction: share of problems reserved for evaluation.
+      heldout_commuted: hold out $a+b$ and $b+a$ together (`is_heldout`).
     """
 
     tokenizer: Any
@@ -285,6 +294,7 @@ class TextTask:
     style: Literal["compute", "qa"] = "compute"
     ranges: tuple[Range, ...] = ((1, 1), (2, 1), (2, 2))
     heldout_fraction: float = 0.2
+    heldout_commuted: bool = True
 
     def __post_init__(self):
         if self.style not in ("compute", "qa"):
@@ -321,7 +331,7 @@ class TextTask:
         a_out, b_out, have = [], [], 0
         while have < n:
             a, b = self._draw(rng, 2 * (n - have) + 8)
-            keep = ~is_heldout(a, b, self.heldout_fraction)
+            keep = ~is_heldout(a, b, self.heldout_fraction, commuted=self.heldout_commuted)
             a_out.append(a[keep])
             b_out.append(b[keep])
             have += int(keep.sum())
@@ -420,10 +430,17 @@ class TextTask:
     def parse(self, completion: ArrayLike, mask: ArrayLike | None = None) -> list[int | None]:
         """The answer of each completion: `parse_reply` ("compute"), the last integer ("qa"), or None.
 
-        A completion cut off by `max_new_tokens` mid-number parses to its truncated number (and is then wrong).
+        A completion cut off by `max_new_tokens` (no EOS) right after a digit has that last number dropped: a
+        number cut in the middle ("125" cut to "12") is not an answer.
         """
         out: list[int | None] = []
-        for text in self.replies(completion, mask):
+        comp = np.asarray(completion)
+        for i, text in enumerate(self.replies(completion, mask)):
+            ids = comp[i] if mask is None else comp[i][np.asarray(mask)[i]]
+            if self.eos_id not in ids.tolist() and text[-1:].isdigit():
+                text = text.rstrip(
+                    "0123456789"
+                )  # cut off inside a number: that number is not an answer
             if self.style == "compute":
                 out.append(parse_reply(text))
             else:

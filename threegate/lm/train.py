@@ -299,9 +299,7 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
             # bit for bit the all-True-mask run (with no select in the graph XLA fuses the AdamW step
             # differently and the float32 masters drift apart by ulps, enough to flip stored bf16 bits)
             masks = {
-                n: jnp.ones(jnp.shape(w), jnp.bool_)
-                for n, w in base0.items()
-                if is_linear_name(n)
+                n: jnp.ones(jnp.shape(w), jnp.bool_) for n, w in base0.items() if is_linear_name(n)
             }
         with jax.numpy_dtype_promotion("standard"):
             opt_state = opt.init(master)
