@@ -78,9 +78,10 @@ class TrainConfig:
       eps_low, eps_high: clip range; `eps_high=None` means 0.28 for DAPO (clip-higher) and `eps_low` otherwise.
       beta, kl_estimator: reference-KL penalty $\\beta$ and its per-token estimator ("k1" or "k3").
       temperature, top_p: rollout sampling (log-probs use the same temperature).
-      mask, mask_alpha, mask_rank: sparse fine-tuning mask (None = dense): "principal" (train $M_{princ}$ only),
-        "nonprincipal" ($M_{princ}^c$), "low" ($M_{low}$), "safe" ($M_{low}\\cup M_{princ}^c$), "random" (same
-        per-layer count as "safe"); α and the SVD rank k of M8 (clipped to the matrix size).
+      mask, mask_alpha, mask_rank: sparse fine-tuning mask (None = dense, run as the all-True mask): "principal"
+        (train $M_{princ}$ only), "nonprincipal" ($M_{princ}^c$), "low" ($M_{low}$), "safe"
+        ($M_{low}\\cup M_{princ}^c$), "random" (same per-layer count as "safe"); α and the SVD rank k of M8
+        (clipped to the matrix size).
       adapter: LoRA/PiSSA configuration (None = full fine-tuning).
       dynamic_sampling, dapo_max_rounds: DAPO's dynamic sampling (App. C.1): refill the batch with groups whose
         rewards are not all equal, drawing up to `dapo_max_rounds` rounds of P prompts (see `fit`); groups that
