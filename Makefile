@@ -38,7 +38,7 @@ report-default: install
 	$(call RUN_ALL,$(DEFAULT_OUT),default)
 
 test: install lint
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -q --durations=15
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q --durations=15
 
 # The whole suite under the `thorough` hypothesis profile (1000 examples per property; nightly or accelerator runs).
 test-thorough: install

@@ -30,7 +30,11 @@ except ImportError:
     ray = None
 
 # ray.init forks its processes after jax has started threads; they exec at once, so the warning does not apply
-pytestmark = pytest.mark.filterwarnings("ignore:os.fork.. was called:RuntimeWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:os.fork.. was called:RuntimeWarning"),
+    # one xdist worker runs every Ray test (`--dist loadgroup`): one Ray instance, not one per worker
+    pytest.mark.xdist_group("ray"),
+]
 needs_ray = pytest.mark.skipif(
     ray is None, reason="ray not installed (pip install 'threegate[ray]')"
 )
