@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import ArrayLike
+from numpy.typing import ArrayLike  # host-side scores: lists and NumPy arrays
 
 from threegate.lm.config import LlamaConfig
 
