@@ -26,10 +26,24 @@ from typing import Any
 
 from threegate.claims import VERDICTS, Claim, Verdict, verdict_from_interval
 
-__all__ = ["SIZES", "VERDICTS", "Claim", "Verdict", "verdict_from_interval", "write_result"]
+__all__ = [
+    "SIZES",
+    "VERDICTS",
+    "Claim",
+    "Verdict",
+    "check_size",
+    "verdict_from_interval",
+    "write_result",
+]
 
 #: `quick`: under a minute each on a 2-core CPU (what the tests and `make run` use); `default`: under 10 minutes.
 SIZES = ("quick", "default")
+
+
+def check_size(size: str) -> None:
+    """ValueError naming the contract's sizes unless `size` is one of them (every `run` calls it first)."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
 
 
 def _jsonable(x: Any) -> Any:

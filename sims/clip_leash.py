@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from sims._contract import Claim, write_result
+from sims._contract import Claim, check_size, write_result
 from sims._figs import figure, write_jsonl
 from threegate._numerics import bound_holds
 from threegate.autoregressive import (
@@ -225,8 +225,7 @@ def _figures(d: Path, tr: ClipTrace, size: ClipSize, epsilons) -> list[str]:
 
 def run(out: Path, size: str = "quick", seed: int = 0) -> dict:
     """S8 on the sim contract; writes `out/clip-leash/`."""
-    if size not in SIZES:
-        raise ValueError(f"size must be one of {tuple(SIZES)}, got {size!r}")
+    check_size(size)
     start = time.perf_counter()
     sz = SIZES[size]
     tr = traces(sz, seed)

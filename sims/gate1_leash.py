@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sims._contract import Claim, write_result
+from sims._contract import Claim, check_size, write_result
 from sims._figs import figure, write_jsonl
 from threegate.kl import gibbs_tilt
 from threegate.policy import (
@@ -290,8 +290,7 @@ def _figures(d: Path, sw: LeashSweep) -> list[str]:
 
 def run(out: Path, size: str = "quick", seed: int = 0) -> dict:
     """S2 on the sim contract; writes `out/gate1-leash/`."""
-    if size not in SIZES:
-        raise ValueError(f"size must be one of {tuple(SIZES)}, got {size!r}")
+    check_size(size)
     start = time.perf_counter()
     sz = SIZES[size]
     sw = sweep(sz, seed)

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sims._contract import Claim, verdict_from_interval, write_result
+from sims._contract import Claim, check_size, verdict_from_interval, write_result
 from sims._figs import figure, interval, write_jsonl
 from threegate import bf16, masks
 from threegate.natural_step import principal_curvature_quad, principal_natural_step
@@ -414,8 +414,7 @@ def _figures(d: Path, met: dict[str, CheckpointMetrics], size: GeomSize) -> list
 
 def run(out: Path, size: str = "quick", seed: int = 0) -> dict:
     """S3 on the sim contract; writes `out/gate2-geometry/`."""
-    if size not in SIZES:
-        raise ValueError(f"size must be one of {tuple(SIZES)}, got {size!r}")
+    check_size(size)
     start = time.perf_counter()
     sz = SIZES[size]
     w0s, tr = trajectories(sz, seed)

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sims._contract import Claim, write_result
+from sims._contract import Claim, check_size, write_result
 from sims._tiny import pretrained
 from sims.tiny_lm import RL_SIZES, rl_config, train_run
 from threegate._numerics import tol
@@ -242,8 +242,7 @@ def _figure(rows: list[dict], root: Path) -> str:
 
 def run(out: Path, size: str, seed: int) -> dict:
     """Intervene, check invariance, run GRPO from both models, compare masks; write `out/interventions/`."""
-    if size not in RL_SIZES:
-        raise ValueError(f"size must be one of {tuple(RL_SIZES)}, got {size!r}")
+    check_size(size)
     start = time.perf_counter()
     root = Path(out) / NAME
     shutil.rmtree(root / "runs", ignore_errors=True)

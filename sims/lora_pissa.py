@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sims import _rl
-from sims._contract import Claim, verdict_from_interval, write_result
+from sims._contract import Claim, check_size, verdict_from_interval, write_result
 from threegate import masks as tg_masks
 from threegate import spectral
 from threegate.lm.adapters import AdapterConfig, target_names
@@ -255,10 +255,7 @@ def _claims(cfg, rows, geo, acc) -> list[Claim]:
 
 def run(out: Path, size: str = "quick", seed: int = 0) -> dict:
     """Run S7 at `size` from `pretrained(size, seed)` and write `out/lora-pissa/` (see `sims._contract`)."""
-    from sims._contract import SIZES as CONTRACT_SIZES
-
-    if size not in CONTRACT_SIZES:
-        raise ValueError(f"size must be one of {CONTRACT_SIZES}, got {size!r}")
+    check_size(size)
     from sims._tiny import pretrained
 
     start = time.perf_counter()

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sims._contract import Claim, verdict_from_interval, write_result
+from sims._contract import Claim, check_size, verdict_from_interval, write_result
 from sims._figs import figure, interval, write_jsonl
 from threegate import bf16, masks
 
@@ -256,8 +256,7 @@ def _claims(rows: dict[str, list[dict]], n_weights: int) -> list[Claim]:
 
 def run(out: Path, size: str = "quick", seed: int = 0) -> dict:
     """S1 on the sim contract: both storages over the learning-rate sweep; writes `out/precision-lr/`."""
-    if size not in _SIZES:
-        raise ValueError(f"size must be one of {tuple(_SIZES)}, got {size!r}")
+    check_size(size)
     start = time.perf_counter()
     side, steps, lrs = _SIZES[size]
     rows = {

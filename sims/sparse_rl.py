@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sims import _rl
-from sims._contract import Claim, verdict_from_interval, write_result
+from sims._contract import Claim, check_size, verdict_from_interval, write_result
 from threegate.lm.batched import fit_batched, init_run
 from threegate.lm.evaluation import mean_ci
 from threegate.lm.train import TrainConfig
@@ -245,10 +245,7 @@ def _claims(scfg, scores, kl, seeds) -> tuple[list[Claim], dict]:
 
 def run(out: Path, size: str = "quick", seed: int = 0) -> dict:
     """Run S6 at `size` from `pretrained(size, seed)` and write `out/sparse-rl/` (see `sims._contract`)."""
-    from sims._contract import SIZES as CONTRACT_SIZES
-
-    if size not in CONTRACT_SIZES:
-        raise ValueError(f"size must be one of {CONTRACT_SIZES}, got {size!r}")
+    check_size(size)
     from sims._tiny import pretrained
 
     start = time.perf_counter()

@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from sims._contract import Claim, write_result
+from sims._contract import Claim, check_size, write_result
 from sims._tiny import TinyBase, pretrained
 from threegate.compare.jsonl import JsonlWriter
 from threegate.lm.checkpoint import save_checkpoint, step_dir
@@ -126,8 +126,7 @@ def train_run(
 
 def run(out: Path, size: str, seed: int) -> dict:
     """Pretrain (cached), fine-tune six runs, analyse; write `out/tiny-lm/result.json`."""
-    if size not in RL_SIZES:
-        raise ValueError(f"size must be one of {tuple(RL_SIZES)}, got {size!r}")
+    check_size(size)
     start = time.perf_counter()
     root = Path(out) / NAME
     for sub in ("runs", "analysis"):
