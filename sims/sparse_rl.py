@@ -27,10 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from sims import _rl
-from sims._contract import Claim, check_size, verdict_from_interval, write_result
+from sims._contract import Claim, check_size, write_result
 from threegate.lm.batched import fit_batched, init_run
 from threegate.lm.evaluation import mean_ci
 from threegate.lm.train import TrainConfig
+from threegate.study.sparse import MASKS, sparse_claims
 
 NAME = "sparse-rl"
 SUMMARY = (
@@ -39,9 +40,6 @@ SUMMARY = (
 )
 
 __all__ = ["MASKS", "NAME", "SIZES", "SUMMARY", "SparseRLConfig", "init_runs", "run", "train_runs"]
-
-#: The six arms of Table 4, in its order.
-MASKS = ("dense", "principal", "nonprincipal", "low", "safe", "random")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,104 +141,8 @@ def _masked_entries_changed(base_params: dict, stored: dict, masks: dict) -> int
     return changed
 
 
-def _kl_distance(a: np.ndarray, b: np.ndarray, scale: float) -> float:
-    """Mean absolute gap between two KL trajectories, relative to the dense run's mean KL."""
-    return float(np.mean(np.abs(a - b)) / scale) if scale > 0 else float("nan")
-
-
-def _claims(scfg, scores, kl, seeds) -> tuple[list[Claim], dict]:
-    mean = {k: mean_ci(v["avg_at_k"]) for k, v in scores.items()}
-    acc = {k: v["avg_at_k"] for k, v in scores.items()}
-    d = lambda a, b: _rl.paired(acc, a, b)  # noqa: E731
-    learn, princ, safe_dense, safe_rand = (
-        d("dense", "base"),
-        d("nonprincipal", "principal"),
-        d("safe", "dense"),
-        d("safe", "random"),
-    )
-    claims = [
-        Claim(
-            "S6.dense_learns",
-            "Dense RLVR improves accuracy over the base (the premise of Table 4).",
-            f"avg@{scfg.eval_k} dense − base = {_rl.ci_text(learn)} (base {mean['base'].mean:.3f}).",
-            verdict_from_interval(learn.lo, learn.hi, expect="positive"),
-        ),
-        Claim(
-            "S6.nonprincipal_beats_principal",
-            "At the same 50% of parameters, training M_princ^c beats training M_princ (Tables 4–5).",
-            f"avg@{scfg.eval_k} M_princ^c − M_princ = {_rl.ci_text(princ)}.",
-            verdict_from_interval(princ.lo, princ.hi, expect="positive"),
-        ),
-        Claim(
-            "S6.safe_matches_dense",
-            "The safe mask M_princ^c ∪ M_low matches dense RLVR in accuracy (Tables 4–5).",
-            f"avg@{scfg.eval_k} safe − dense = {_rl.ci_text(safe_dense)}; "
-            f"equivalence margin ±{scfg.margin}.",
-            _rl.equivalence_verdict(safe_dense, scfg.margin),
-        ),
-        Claim(
-            "S6.safe_beats_random",
-            "The safe mask beats a random mask of the same per-layer size (Tables 4–5).",
-            f"avg@{scfg.eval_k} safe − random = {_rl.ci_text(safe_rand)}.",
-            verdict_from_interval(safe_rand.lo, safe_rand.hi, expect="positive"),
-        ),
-    ]
-    # KL trajectories (Fig. 9): per seed, gap to the dense run of the same seed, relative to dense's mean KL.
-    scale = float(np.mean(kl["dense"]))
-    gap = {
-        k: [_kl_distance(kl[k][i], kl["dense"][i], scale) for i in range(len(seeds))] for k in MASKS
-    }
-    noise = [
-        _kl_distance(kl["dense"][i], kl["dense"][j], scale)
-        for i, j in itertools.combinations(range(len(seeds)), 2)
-    ]
-    g = {k: float(np.mean(v)) for k, v in gap.items()}
-    if noise:
-        nz = float(np.mean(noise))
-        others = min(g[k] for k in ("principal", "nonprincipal", "low", "random"))
-        verdict = (
-            "agrees"
-            if g["safe"] <= 2 * nz
-            else ("disagrees" if g["safe"] > others else "inconclusive")
-        )
-        noise_txt = f"seed-to-seed gap of dense {nz:.2f}"
-    else:
-        verdict, noise_txt = "inconclusive", "no seed-to-seed baseline (one seed)"
-    claims.append(
-        Claim(
-            "S6.safe_tracks_dense_kl",
-            "The safe mask's token-wise KL-to-base trajectory tracks dense RLVR (Fig. 9).",
-            f"mean |KL_safe − KL_dense| / mean KL_dense = {g['safe']:.2f} vs {noise_txt}; "
-            f"random {g['random']:.2f}, M_princ {g['principal']:.2f}, M_princ^c {g['nonprincipal']:.2f}, "
-            f"M_low {g['low']:.2f}.",
-            verdict,
-        )
-    )
-    final = {k: np.asarray([v[-max(1, v.size // 4) :].mean() for v in kl[k]]) for k in MASKS}
-    lowest = all(final["principal"][i] < min(final[k][i] for k in MASKS if k != "principal")
-                 for i in range(len(seeds)))  # fmt: skip
-    highest_half = all(
-        final["principal"][i] > np.median([final[k][i] for k in MASKS]) for i in range(len(seeds))
-    )
-    claims.append(
-        Claim(
-            "S6.principal_kl_slowest",
-            "Training M_princ moves the policy least: its KL to the base rises slowest (Fig. 9).",
-            "final-quarter mean KL per mask (mean over seeds): "
-            + ", ".join(f"{k} {final[k].mean():.2e}" for k in MASKS)
-            + ".",
-            "agrees" if lowest else ("disagrees" if highest_half else "inconclusive"),
-        )
-    )
-    summary = {
-        "accuracy": {
-            k: {"avg_at_k": mean[k]._asdict(), "greedy": mean_ci(v["greedy"])._asdict()}
-            for k, v in scores.items()
-        },
-        "kl_gap_to_dense": g,
-        "final_kl": {k: final[k].tolist() for k in MASKS},
-    }
-    return claims, summary
+def _claims(scfg, scores, kl) -> tuple[list[Claim], dict]:
+    return sparse_claims(scores, kl, eval_k=scfg.eval_k, margin=scfg.margin, prefix="S6.")
 
 
 def run(out: Path, size: str = "quick", seed: int = 0) -> dict:
@@ -292,7 +194,7 @@ def run(out: Path, size: str = "quick", seed: int = 0) -> dict:
         )
     scores = {k: {f: np.concatenate(v[f]) for f in v} for k, v in per.items()}
     kl = {k: np.stack(v) for k, v in kl.items()}
-    claims, summary = _claims(scfg, scores, kl, seeds)
+    claims, summary = _claims(scfg, scores, kl)
 
     _rl.line_figure(
         d / "kl.png",

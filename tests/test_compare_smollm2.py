@@ -12,7 +12,8 @@ from threegate.cli import main
 from threegate.compare.jsonl import read_jsonl
 from threegate.masks import low_magnitude_mask
 
-pytestmark = pytest.mark.slow
+# one worker runs the SmolLM2 tests one after another: each holds GBs of memory
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smollm2")]
 
 BF16 = ml_dtypes.bfloat16
 K = 16

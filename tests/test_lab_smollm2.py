@@ -12,7 +12,8 @@ import pytest
 
 from threegate.cli import main
 
-pytestmark = pytest.mark.slow
+# one worker runs the SmolLM2 tests one after another: each holds GBs of memory
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smollm2")]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from threegate.lm.tokenizer import SMOLLM2_SYSTEM_PROMPT
 
 ENGLISH = Path(__file__).parent / "data" / "english.txt"
 
-pytestmark = pytest.mark.slow
+# one worker runs the SmolLM2 tests one after another: each holds GBs of memory
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smollm2")]
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,11 @@
-"""`threegate study smollm2`: train what is missing, then the paper's checkpoint experiments on SmolLM2 runs.
+"""`threegate study smollm2`: train what is missing, then the paper's experiments on SmolLM2 runs.
 
 Writes `OUT/study.json` (tables, per-layer measurements, `claims` with verdicts), `OUT/report.md` and the
 figures (PNG), plus the `compare` folders they come from. Runs come from `--runs` (default `OUT/runs`): finished
 ones are reused, interrupted ones resumed, missing ones trained with the preset (`--no-train` only analyses).
+Stages: the four runs (SFT, GRPO ×2, DAPO) and their checkpoint analysis; the six sparse-RL arms (one-shot masks,
+Tables 4–5, Fig 9); the base policy's Fisher curvature along principal and other directions
+(`OUT/curvature/curvature.jsonl`, resumable). A stage whose runs are not all finished is reported as missing.
 """
 
 import argparse
@@ -34,40 +37,143 @@ def run(args) -> int:
     from pathlib import Path
 
     from threegate.cli import main as cli_main
+    from threegate.compare.jsonl import to_jsonable
     from threegate.errors import ThreegateError
     from threegate.study.analyse import analyse
     from threegate.study.report import write_report
-    from threegate.study.smollm2 import PRESETS, discover_runs, run_specs, study_config
+    from threegate.study.smollm2 import (
+        PRESETS,
+        discover_runs,
+        run_specs,
+        sparse_specs,
+        study_config,
+    )
 
     preset = PRESETS[args.preset]
     out = Path(args.out)
     root = Path(args.runs) if args.runs else out / "runs"
     out.mkdir(parents=True, exist_ok=True)
+    say = lambda m: print(f"study: {m}", file=sys.stderr)  # noqa: E731
+    sparse = [(name, argv) for _, name, argv in sparse_specs(preset, root)]
     if not args.no_train:
-        for name, argv in run_specs(preset, root):
+        for name, argv in [*run_specs(preset, root), *sparse]:
             folder = root / name
             if (folder / "eval.json").is_file():
-                print(f"study: {name} done, reused", file=sys.stderr)
+                say(f"{name} done, reused")
                 continue
             resume = ["--resume"] if (folder / "log.jsonl").is_file() else []
-            print(f"study: training {name}", file=sys.stderr)
+            say(f"training {name}")
             if cli_main([*argv, *resume]) != 0:
                 raise ThreegateError(f"training {name} failed (see the line above)")
-    base, runs = discover_runs(root)
+    base, runs = discover_runs(root, [name for name, _ in run_specs(preset, root)])
     study = analyse(
         base,
         runs,
         out / "analysis",
         study_config(preset, args.resume),
-        progress=lambda m: print(f"study: {m}", file=sys.stderr),
+        progress=say,
     )
     study["preset"] = args.preset
+    study["sparse"] = _sparse_stage(preset, root, out, runs, say)
+    study["curvature"] = _curvature_stage(preset, base, out, args.resume, say)
+    for stage in (study["sparse"], study["curvature"]):
+        if stage and stage.get("claims"):
+            study["claims"] += stage["claims"]
+            study["figures"] += stage.get("figures", [])
     study["evals"] = {r.name: json.loads((root / r.name / "eval.json").read_text()) for r in runs}
     for ev in study["evals"].values():  # the per-problem arrays stay in the runs' own eval.json
         for key in ("eval_before", "eval_after"):
             if key in ev:
                 ev[key].pop("per_problem", None)
-    (out / "study.json").write_text(json.dumps(study, indent=1) + "\n")
+    study = to_jsonable(study)
+    (out / "study.json").write_text(json.dumps(study, indent=1, allow_nan=False) + "\n")
     write_report(study, out)
     print(f"wrote {out / 'study.json'} and {out / 'report.md'}")
     return 0
+
+
+def _same_recipe(a, b) -> bool:
+    """Two runs' train_config.json agree except for the seed and the number of steps."""
+    import json
+
+    ca, cb = (json.loads((f / "train_config.json").read_text()) for f in (a, b))
+    drop = ("seed", "steps")
+    return {k: v for k, v in ca.items() if k not in drop} == {
+        k: v for k, v in cb.items() if k not in drop
+    }
+
+
+def _sparse_stage(preset, root, out, runs, say) -> dict:
+    from threegate.study.smollm2 import sparse_specs
+    from threegate.study.sparse import sparse_runs_study
+
+    arms = {arm: root / name for arm, name, _ in sparse_specs(preset, root)}
+    missing = [f.name for f in arms.values() if not (f / "eval.json").is_file()]
+    if missing:
+        return {"missing": missing, "claims": []}
+    say("sparse RL: analysing the six arms")
+    dense = arms["dense"]
+    extra = [
+        root / r.name
+        for r in runs
+        if r.kind == "rl" and (root / r.name).resolve() != dense.resolve()
+        and _same_recipe(root / r.name, dense)
+        and _seed(root / r.name) != _seed(dense)
+    ]  # fmt: skip
+    return sparse_runs_study(arms, extra_dense=extra, out=out / "analysis")
+
+
+def _seed(folder) -> int:
+    import json
+
+    return json.loads((folder / "train_config.json").read_text())["seed"]
+
+
+def _curvature_stage(preset, base, out, resume, say) -> dict:
+    from threegate.lm.checkpoint import load_checkpoint
+    from threegate.lm.smollm2 import load_smollm2
+    from threegate.lm.tasks import TextTask, parse_ranges
+    from threegate.study.curvature import (
+        CurvatureConfig,
+        curvature_claims,
+        curvature_summary,
+        measure_curvature,
+    )
+
+    mcfg, params = load_checkpoint(base)
+    task = TextTask(
+        load_smollm2()[2],
+        "addition",
+        2,
+        7,
+        1.0,
+        -1.0,
+        max_new_tokens=preset.new_tokens,
+        ranges=parse_ranges("1+1,2+1,2+2"),
+        heldout_commuted=preset.split == "unordered",
+    )
+    cfg = CurvatureConfig(
+        layers=preset.curvature_layers,
+        k=preset.k,
+        directions=preset.curvature_directions,
+        prompts=preset.curvature_prompts,
+    )
+    records = measure_curvature(params, mcfg, task, out / "curvature", cfg, resume=resume, say=say)
+    summary = curvature_summary(records)
+    return {
+        "settings": {**cfg.__dict__, "layers": list(cfg.layers)},
+        "file": "curvature/curvature.jsonl",
+        "summary": summary,
+        "tensors": [
+            {
+                "name": r["name"],
+                "layer": r["layer"],
+                "type": r["type"],
+                "k": r["k"],
+                "means": {f: r["families"][f]["mean"] for f in r["families"]},
+                "ratios": r["ratios"],
+            }
+            for r in records
+        ],
+        "claims": [c._asdict() for c in curvature_claims(summary)],
+    }

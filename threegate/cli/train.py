@@ -84,6 +84,12 @@ def register(subparsers) -> None:
     p.add_argument("--gates", type=int, default=0, help="gate-check N evenly spaced updates")
     p.add_argument("--resume", action="store_true", help="continue from OUT/resume/")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation")
+    p.add_argument(
+        "--eval-before",
+        default=None,
+        metavar="FILE",
+        help="reuse another run's base evaluation (its eval_before.json): same base, problems and settings",
+    )
     p.add_argument("--eval-size", type=int, default=None, help="held-out problems (smollm2: 240)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", required=True)
@@ -164,6 +170,45 @@ def _evaluate(params, mcfg, task, problems, args, temperature):
     return evaluate(params, mcfg, task, problems, jax.random.key(0))
 
 
+def params_digest(params: dict) -> str:
+    """sha256 of a params dict: names, dtypes, shapes and bytes, in name order."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for name in sorted(params):
+        x = np.asarray(params[name])
+        h.update(f"{name}|{x.dtype}|{x.shape}|".encode())
+        h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()
+
+
+def _reuse_eval(path, problems, settings: dict) -> dict:
+    """A base evaluation from another run, after checking it evaluated this base on these problems alike."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--eval-before: no such file {path}")
+    before = json.loads(path.read_text())
+    for key, want in settings.items():
+        if before.get(key) != want:
+            raise ValueError(
+                f"--eval-before {path}: {key} is {before.get(key)!r}, this run needs {want!r}"
+            )
+    got = before.get("problems", {})
+    if (
+        got.get("a") != np.asarray(problems.a).tolist()
+        or got.get("b") != np.asarray(problems.b).tolist()
+    ):
+        raise ValueError(f"--eval-before {path}: evaluated other problems than this run's")
+    return before
+
+
 def run(args) -> int:
     import json
     import time
@@ -233,6 +278,14 @@ def run(args) -> int:
     base = jax.tree.map(lambda x: x.astype(jnp.bfloat16), params)
     before_file = out / "eval_before.json"
     before = None
+    settings = None
+    if not args.no_eval:
+        settings = {
+            "k": args.eval_k if text else None,
+            "temperature": temperature,
+            "max_new_tokens": args.max_new_tokens if text else None,
+            "base_digest": params_digest(base),
+        }
     if not args.no_eval:
         if args.resume and before_file.is_file():
             before = json.loads(before_file.read_text())
@@ -241,6 +294,10 @@ def run(args) -> int:
                     jnp.asarray(before["problems"]["a"], jnp.int32),
                     jnp.asarray(before["problems"]["b"], jnp.int32),
                 )
+        elif args.eval_before is not None:
+            before = _reuse_eval(args.eval_before, problems, settings)
+            before["reused_from"] = str(args.eval_before)
+            before_file.write_text(json.dumps(before, indent=2))
         else:
             t0 = time.perf_counter()
             before = _evaluate(base, mcfg, task, problems, args, temperature)
@@ -249,6 +306,7 @@ def run(args) -> int:
                 "a": np.asarray(problems.a).tolist(),
                 "b": np.asarray(problems.b).tolist(),
             }
+            before |= settings
             before_file.write_text(json.dumps(before, indent=2))
     bar = tqdm(total=args.steps, disable=args.no_progress, desc=f"train {args.algo}", unit="step")
 

@@ -10,6 +10,7 @@ Checkpoints (bf16, HF names) go to `out/step_XXXXXX/`: step 0 (the base, `bf16(p
 asked for and the last step. With each checkpoint the full training state (float32 master, optimizer moments, step)
 is written to `out/resume/`, replacing the previous one; `fit(..., resume=True)` continues from it, and since every
 step's randomness is `fold_in(key, step)`, an interrupted and resumed run gives the same records as one run.
+A sparse run (`cfg.mask`) also writes its fixed trainable-entry masks, bit-packed, to `out/masks.npz` (`load_masks`).
 
 DAPO's dynamic sampling on the host path refills the batch as the paper's runs did (App. C.1): it draws rounds of
 `prompts_per_step` prompts, keeps the groups whose rewards are not all equal, and stops when `prompts_per_step`
@@ -48,11 +49,22 @@ from threegate.lm.train import (
     select_groups,
 )
 
-__all__ = ["GATES_FILE", "LOG_FILE", "FitResult", "evaluate", "fit"]
+__all__ = [
+    "GATES_FILE",
+    "LOG_FILE",
+    "MASKS_FILE",
+    "FitResult",
+    "evaluate",
+    "fit",
+    "load_masks",
+    "save_masks",
+]
 
 LOG_FILE = "log.jsonl"
 GATES_FILE = "gates.jsonl"
 RESUME_DIR = "resume"
+#: the trainable-entry masks of a sparse run (`save_masks`), written at step 0
+MASKS_FILE = "masks.npz"
 
 
 class FitResult(NamedTuple):
@@ -126,6 +138,8 @@ def fit(
         else:
             cfg_file.write_text(_config_json(cfg))
             _save(out, 0, fns, state, frozen, mcfg)
+            if cfg.mask is not None and frozen.masks is not None:
+                save_masks(out / MASKS_FILE, frozen.masks)
             for f in (LOG_FILE, GATES_FILE):
                 (out / f).write_text("")
         log = open(out / LOG_FILE, "a")
@@ -251,6 +265,28 @@ def _host_batch(cfg, task, fns, rollout_jit, state, frozen, key):
 def _save(out: Path, step: int, fns, state, frozen, mcfg: LlamaConfig) -> None:
     params = fns.effective(state, frozen)
     save_checkpoint(step_dir(out, step), params, mcfg, metadata={"step": str(step)})
+
+
+def save_masks(path: Path, masks: dict) -> None:
+    """The trainable-entry masks of a sparse run, bit-packed (`np.packbits`, row-major) with their shapes."""
+    arrays = {}
+    for i, (_, m) in enumerate(sorted(masks.items())):
+        m = np.asarray(m, bool)
+        arrays[f"bits_{i:04d}"] = np.packbits(m.ravel())
+        arrays[f"shape_{i:04d}"] = np.asarray(m.shape, np.int64)
+    names = np.asarray(sorted(masks), dtype=np.str_)
+    np.savez_compressed(path, names=names, **arrays)
+
+
+def load_masks(path: Path) -> dict[str, np.ndarray]:
+    """`save_masks`'s file back as `{name: bool [m, n]}`."""
+    with np.load(path) as z:
+        out = {}
+        for i, name in enumerate(z["names"].tolist()):
+            shape = tuple(int(x) for x in z[f"shape_{i:04d}"])
+            bits = np.unpackbits(z[f"bits_{i:04d}"], count=int(np.prod(shape)))
+            out[name] = bits.astype(bool).reshape(shape)
+    return out
 
 
 def _save_resume(out: Path, step: int, state: TrainState) -> None:

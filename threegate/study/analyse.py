@@ -405,7 +405,11 @@ def analyse(
     study = {
         "base": str(base),
         "runs": [r._asdict() for r in runs],
-        "settings": {**dataclasses.asdict(cfg), "layer_index": layer},
+        # `resume` says how the analysis ran, not what it measured: left out so a resumed study's file is the same
+        "settings": {
+            **{k: v for k, v in dataclasses.asdict(cfg).items() if k != "resume"},
+            "layer_index": layer,
+        },
         "table1": _table1(groups, runs),
         "table2": _table2(rl["summary"] if rl else None),
         "consensus": _consensus(rl["folder"], rl["records"], layer) if rl else None,

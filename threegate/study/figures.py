@@ -7,13 +7,14 @@ Drawn from the study dict only; matplotlib (Agg) is imported inside `draw_study`
 * `fig4_rl_vs_sft.png`: per layer, max principal angle and NSS of every run, RL solid, SFT dashed.
 """
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from threegate.compare.figures import head_dim_for
 
-__all__ = ["draw_study"]
+__all__ = ["bar_figure", "draw_study", "line_figure"]
 
 
 def _fig3(plt, study: dict, out: Path, head_dim: int | None) -> Path | None:
@@ -77,3 +78,53 @@ def draw_study(study: dict, out: str | Path, base: str, head_dim: int | None = N
     hd = head_dim_for(base, head_dim)
     drawn = [_fig3(plt, study, out, hd), _fig4(plt, study, out)]
     return [p for p in drawn if p is not None]
+
+
+def line_figure(
+    path: Path, curves: dict[str, np.ndarray], *, xlabel: str, ylabel: str, title: str
+) -> None:
+    """Small PNG: one line per label (mean over seeds), shaded min–max over seeds. `curves[label]` is `[S, T]`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.0, 3.2), dpi=100)
+    for label, c in curves.items():
+        c = np.asarray(c, np.float64)
+        x = np.arange(1, c.shape[1] + 1)
+        (line,) = ax.plot(x, c.mean(axis=0), label=label, lw=1.5)
+        if c.shape[0] > 1:
+            ax.fill_between(x, c.min(axis=0), c.max(axis=0), color=line.get_color(), alpha=0.15)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def bar_figure(
+    path: Path, labels: Sequence[str], cis: Sequence, greedy: Sequence[float], *, title: str
+) -> None:
+    """Small PNG: avg@k with its 95% CI per run group, greedy accuracy as a marker."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.0, 3.2), dpi=100)
+    x = np.arange(len(labels))
+    means = np.array([c.mean for c in cis])
+    err = np.array([[c.mean - c.lo for c in cis], [c.hi - c.mean for c in cis]])
+    ax.bar(x, means, yerr=np.nan_to_num(err, posinf=0.0), capsize=3, color="#8fb3d9", label="avg@k")
+    ax.plot(x, greedy, "k_", markersize=14, label="greedy")
+    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

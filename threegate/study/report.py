@@ -11,6 +11,8 @@ CAPTIONS = {
     "fig3": "Row/column update ratios of q and o at the checkpoints: do the stripes stay put over training?",
     "fig4": "Max principal angle and normalized spectral shift per layer: RL should rotate and shift less than SFT.",
     "fig5": "Overlap of the update mask with M_princ, M_low and M_princ∩M_low^c against random masks.",
+    "sparse_kl": "Fig 9: token-wise KL to the base per step: does the safe mask follow dense, M_princ lag?",
+    "sparse_accuracy": "Tables 4–5: held-out accuracy after sparse GRPO by mask, against the base and dense.",
 }
 
 
@@ -97,6 +99,8 @@ def write_report(study: dict, out: str | Path, figures_dir: str = "analysis") ->
                 for r in t2["rows"]
             ],
         )
+    lines += _sparse_section(study.get("sparse"))
+    lines += _curvature_section(study.get("curvature"))
     figs = study.get("figures") or []
     if figs:
         lines += ["## Figures", ""]
@@ -113,3 +117,63 @@ def write_report(study: dict, out: str | Path, figures_dir: str = "analysis") ->
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _sparse_section(sp: dict | None) -> list[str]:
+    if not sp:
+        return []
+    lines = ["## Tables 4–5: sparse GRPO with one-shot masks from W₀", ""]
+    if sp.get("missing"):
+        return [*lines, f"Not run yet: {', '.join(sp['missing'])}.", ""]
+    lines += [
+        "Look at accuracy by mask against dense, and at the control: no entry outside a mask may change a bit.",
+        "",
+    ]
+    rows = []
+    for r in sp["arms"]:
+        a = r["avg_at_k"]
+        rows.append(
+            [
+                r["arm"],
+                _fmt(r.get("param_share"), ".3f"),
+                f"{_fmt(a['mean'])} [{_fmt(a['lo'])}, {_fmt(a['hi'])}]",
+                _fmt(r["greedy"]["mean"]),
+                _fmt(r["final_kl_exact"], ".2e"),
+                _fmt(r.get("sparsity_linear"), ".4f"),
+                r.get("changed_outside_mask", "–"),
+            ]
+        )
+    lines += _table(
+        [
+            "arm",
+            "trainable share",
+            f"avg@{sp.get('eval_k')} [95% CI]",
+            "greedy",
+            "final KL to base",
+            "bf16 sparsity (linear)",
+            "frozen bits changed",
+        ],
+        rows,
+    )
+    return lines
+
+
+def _curvature_section(cur: dict | None) -> list[str]:
+    if not cur:
+        return []
+    s = cur["summary"]
+    lines = [
+        "## Curvature proxy: Fisher curvature of the base policy along direction families",
+        "",
+        f"Layers {cur['settings']['layers']}, {cur['settings']['directions']} unit directions per family and "
+        "tensor. Look at principal against non-principal (the paper's premise: above 1) and against isotropic "
+        "(the random baseline).",
+        "",
+    ]
+    fams = s["families"]
+    rows = [
+        [t, *(_fmt(v.get(f)) for f in fams), _fmt(v.get("principal/nonprincipal"))]
+        for t, v in s["per_type"].items()
+    ]
+    lines += _table(["type", *[f"q {f}" for f in fams], "princ/non-princ"], rows)
+    return lines

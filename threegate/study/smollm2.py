@@ -10,6 +10,14 @@ Presets:
     middle, last) at k = 16 — minutes, for tests and a first look; its numbers are not evidence.
   full: 60 steps per run, 8 prompts × 8, 16 new tokens, 240 held-out problems with avg@4, every tensor at k = 64
     (`make smollm2-runs` trains the same runs) — CPU-hours, resumable.
+
+Beyond the checkpoint analysis, two experiments of their own (issue 9 items 7–8):
+  sparse RL: GRPO seed 0 from the same base with each one-shot mask of `threegate.study.sparse.MASKS` built from
+    W₀ at the preset's k and α = ½ (`--mask`, dense unmasked), `sparse_steps` steps each (quick 1, full 20), the
+    masked arms reusing the dense arm's base evaluation (`--eval-before`); runs `sparse-<arm>` in the runs folder.
+  curvature: the base policy's Fisher curvature along principal / non-principal / in-subspace / orthogonal /
+    isotropic directions in every linear projection of `curvature_layers` (quick: layer 15, 2 directions per
+    family, 2 prompts; full: layers 0, 7, 15, 22, 29, 6 directions, 8 prompts).
 """
 
 import dataclasses
@@ -19,7 +27,15 @@ from pathlib import Path
 
 from threegate.study.analyse import Run, StudyConfig
 
-__all__ = ["PRESETS", "RUNS", "Preset", "discover_runs", "run_specs", "study_config"]
+__all__ = [
+    "PRESETS",
+    "RUNS",
+    "Preset",
+    "discover_runs",
+    "run_specs",
+    "sparse_specs",
+    "study_config",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,12 +51,16 @@ class Preset:
     k: int
     include: str | None
     split: str = "unordered"
+    sparse_steps: int = 1
+    curvature_layers: tuple[int, ...] = (15,)
+    curvature_directions: int = 2
+    curvature_prompts: int = 2
 
 
 PRESETS = {
     "quick": Preset(3, 4, 4, 8, 16, 1, 16, r"(?:^|\.)layers\.(?:0|15|29)\."),
     # the full runs of reports/smollm2 were made with the first, ordered held-out split; kept for consistency
-    "full": Preset(60, 8, 8, 16, 240, 4, 64, None, "ordered"),
+    "full": Preset(60, 8, 8, 16, 240, 4, 64, None, "ordered", 20, (0, 7, 15, 22, 29), 6, 8),
 }
 
 #: name, algorithm, learning rate, seed — the runs of issue 8.
@@ -69,6 +89,30 @@ def run_specs(preset: Preset, root: Path) -> list[tuple[str, list[str]]]:
     return specs
 
 
+def sparse_specs(preset: Preset, root: Path) -> list[tuple[str, str, list[str]]]:
+    """(arm, run name, `threegate train` argv) of the sparse-RL arms; the dense arm first (its base evaluation
+    is reused by the others)."""
+    from threegate.study.sparse import MASKS
+
+    specs = []
+    for arm in MASKS:
+        name = f"sparse-{arm}"
+        argv = [
+            "train", "grpo", "--model", "smollm2", "--task", "addition",
+            "--steps", str(preset.sparse_steps), "--prompts", str(preset.prompts),
+            "--group-size", str(preset.group), "--minibatches", str(min(4, preset.prompts)),
+            "--max-new-tokens", str(preset.new_tokens), "--lr", "2e-05", "--seed", "0",
+            "--checkpoints", "1", "--eval-size", str(preset.eval_size),
+            "--eval-k", str(preset.eval_k), "--heldout-split", preset.split,
+            "--no-progress", "--out", str(root / name),
+        ]  # fmt: skip
+        if arm != "dense":
+            argv += ["--mask", arm, "--mask-rank", str(preset.k), "--mask-alpha", "0.5"]
+            argv += ["--eval-before", str(root / "sparse-dense" / "eval_before.json")]
+        specs.append((arm, name, argv))
+    return specs
+
+
 def _digest(path: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(path.glob("*.safetensors")):
@@ -87,6 +131,8 @@ def discover_runs(root: Path, names: list[str] | None = None) -> tuple[str, list
     for folder in sorted(p.parent for p in Path(root).glob("*/eval.json")):
         if names is not None and folder.name not in names:
             continue
+        if names is None and folder.name.startswith("sparse-"):
+            continue  # the sparse-RL arms are their own experiment
         cfg = json.loads((folder / "train_config.json").read_text())
         steps = sorted(folder.glob("step_*"))
         if not steps or steps[0].name != "step_000000" or len(steps) < 2:

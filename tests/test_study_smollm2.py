@@ -1,0 +1,75 @@
+"""`threegate study smollm2 --preset quick` end to end on the real model (issue 9's acceptance test).
+
+Trains the quick preset's runs (SFT, GRPO ×2, DAPO; six sparse-RL arms), analyses them, measures the curvature,
+and writes study.json, report.md and the figures; then a study interrupted at several stages (a sparse arm before
+its evaluation, the curvature half done, the study files gone) resumes to the same study.json.
+"""
+
+import json
+import shutil
+
+import pytest
+
+from threegate.claims import VERDICTS
+from threegate.cli import main
+from threegate.study.sparse import MASKS
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smollm2")]
+
+
+def _without_timings(x):
+    if isinstance(x, dict):
+        return {k: _without_timings(v) for k, v in x.items() if k not in ("seconds", "reused_from")}
+    if isinstance(x, list):
+        return [_without_timings(v) for v in x]
+    return x
+
+
+@pytest.fixture(scope="module")
+def quick_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "quick"
+    assert main(["study", "smollm2", "--preset", "quick", "--out", str(out)]) == 0
+    return out
+
+
+def test_quick_preset_writes_every_file_and_a_verdict_per_claim(quick_study):
+    import matplotlib.image as mpimg
+
+    out = quick_study
+    study = json.loads((out / "study.json").read_text())
+    ids = [c["id"] for c in study["claims"]]
+    assert len(ids) == len(set(ids))
+    for cid in (
+        "sparsity_rl_above_sft",
+        "jaccard_above_random",
+        "dense_learns",
+        "safe_matches_dense",
+        "curvature_principal_above_complement",
+    ):
+        assert cid in ids
+    assert all(c["verdict"] in VERDICTS and c["observed"] for c in study["claims"])
+    assert {r["run"] for r in study["table1"]} == {"grpo-s0", "grpo-s1", "dapo-s0", "sft-s0"}
+    arms = {r["arm"]: r for r in study["sparse"]["arms"]}
+    assert set(arms) == set(MASKS)
+    assert all(arms[m]["changed_outside_mask"] == 0 for m in MASKS[1:])
+    assert len(study["curvature"]["tensors"]) == 7  # every projection of layer 15
+    report = (out / "report.md").read_text()
+    assert report.startswith("# The paper's claims") and "Tables 4–5" in report
+    for f in study["figures"]:
+        img = mpimg.imread(out / "analysis" / f)
+        assert img.shape[0] > 100 and img.shape[1] > 100
+
+
+def test_interrupted_quick_study_resumes_to_the_same_result(quick_study, tmp_path):
+    out = tmp_path / "quick"
+    shutil.copytree(quick_study, out)
+    # the same study, its paths moved with the copy
+    first = json.loads((out / "study.json").read_text().replace(str(quick_study), str(out)))
+    (out / "runs" / "sparse-random" / "eval.json").unlink()  # stopped before its evaluation
+    cur = out / "curvature" / "curvature.jsonl"
+    cur.write_text("\n".join(cur.read_text().splitlines()[:3]) + "\n")  # curvature half done
+    (out / "study.json").unlink()
+    (out / "report.md").unlink()
+    assert main(["study", "smollm2", "--preset", "quick", "--out", str(out), "--resume"]) == 0
+    again = json.loads((out / "study.json").read_text())
+    assert _without_timings(again) == _without_timings(first)

@@ -1,0 +1,279 @@
+"""Sparse RL with one-shot masks (paper §5.1, Tables 4–5, Fig 9): the claims, from any model's runs.
+
+The arms (`MASKS`): dense, $M_{princ}$ (M8), $M_{princ}^c$, $M_{low}$ (M9), the safe mask $M_{princ}^c\\cup M_{low}$, and
+a random mask with the safe mask's per-layer size — GRPO from one base with gradient, update and weight decay masked.
+`sparse_claims` turns their evaluation scores and token-wise KL-to-base trajectories (M14) into the paper's claims;
+the tiny-model simulation S6 and the SmolLM2 study both call it.
+
+Inputs:
+* `scores[arm]` — `{"avg_at_k": [u], "greedy": [u]}` per-unit accuracies, the units (seed × problem cells, or
+  problems) paired across arms (same problems, same eval keys); `"base"` is the base model.
+* `kl[arm]` — `[S, T]` per-step KL to the base for `S` seeds. Seed `i` of every arm is paired; "dense" may hold
+  more rows than the others (extra dense seeds): every pair of dense rows gives the seed-to-seed noise the
+  safe mask's gap is read against.
+"""
+
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from threegate.claims import Claim, Verdict, verdict_from_interval
+from threegate.lm.evaluation import MeanCI, mean_ci, paired_diff_ci
+
+__all__ = [
+    "MASKS",
+    "ci_text",
+    "equivalence_verdict",
+    "kl_gap",
+    "sparse_claims",
+    "sparse_runs_study",
+]
+
+#: The six arms of Table 4, in its order.
+MASKS = ("dense", "principal", "nonprincipal", "low", "safe", "random")
+
+
+def ci_text(c: MeanCI, digits: int = 3) -> str:
+    return f"{c.mean:+.{digits}f} [95% CI {c.lo:+.{digits}f}, {c.hi:+.{digits}f}]"
+
+
+def equivalence_verdict(c: MeanCI, margin: float) -> Verdict:
+    """ "≈" claims: agrees when the CI of the difference lies inside ±margin, disagrees when it lies outside."""
+    if not (np.isfinite(c.lo) and np.isfinite(c.hi)):
+        return "inconclusive"
+    if -margin <= c.lo and c.hi <= margin:
+        return "agrees"
+    if c.lo > margin or c.hi < -margin:
+        return "disagrees"
+    return "inconclusive"
+
+
+def kl_gap(a: np.ndarray, b: np.ndarray, scale: float) -> float:
+    """Mean absolute gap between two KL trajectories, relative to the dense run's mean KL."""
+    return float(np.mean(np.abs(a - b)) / scale) if scale > 0 else float("nan")
+
+
+def sparse_claims(
+    scores: Mapping[str, Mapping[str, np.ndarray]],
+    kl: Mapping[str, np.ndarray],
+    *,
+    eval_k: int,
+    margin: float,
+    prefix: str = "",
+) -> tuple[list[Claim], dict]:
+    """The five sparse-RL claims (ids `prefix + ...`) and a summary (accuracy CIs, KL gaps, final KL)."""
+    mean = {k: mean_ci(v["avg_at_k"]) for k, v in scores.items()}
+
+    def d(a, b):
+        return paired_diff_ci(scores[a]["avg_at_k"], scores[b]["avg_at_k"])
+
+    learn, princ, safe_dense, safe_rand = (
+        d("dense", "base"),
+        d("nonprincipal", "principal"),
+        d("safe", "dense"),
+        d("safe", "random"),
+    )
+    claims = [
+        Claim(
+            f"{prefix}dense_learns",
+            "Dense RLVR improves accuracy over the base (the premise of Table 4).",
+            f"avg@{eval_k} dense − base = {ci_text(learn)} (base {mean['base'].mean:.3f}).",
+            verdict_from_interval(learn.lo, learn.hi, expect="positive"),
+        ),
+        Claim(
+            f"{prefix}nonprincipal_beats_principal",
+            "At the same 50% of parameters, training M_princ^c beats training M_princ (Tables 4–5).",
+            f"avg@{eval_k} M_princ^c − M_princ = {ci_text(princ)}.",
+            verdict_from_interval(princ.lo, princ.hi, expect="positive"),
+        ),
+        Claim(
+            f"{prefix}safe_matches_dense",
+            "The safe mask M_princ^c ∪ M_low matches dense RLVR in accuracy (Tables 4–5).",
+            f"avg@{eval_k} safe − dense = {ci_text(safe_dense)}; equivalence margin ±{margin}.",
+            equivalence_verdict(safe_dense, margin),
+        ),
+        Claim(
+            f"{prefix}safe_beats_random",
+            "The safe mask beats a random mask of the same per-layer size (Tables 4–5).",
+            f"avg@{eval_k} safe − random = {ci_text(safe_rand)}.",
+            verdict_from_interval(safe_rand.lo, safe_rand.hi, expect="positive"),
+        ),
+    ]
+    # KL trajectories (Fig 9): per seed, gap to the dense run of the same seed, relative to dense's mean KL.
+    kl = {k: np.atleast_2d(np.asarray(v, np.float64)) for k, v in kl.items()}
+    seeds = min(kl[k].shape[0] for k in MASKS)
+    scale = float(np.mean(kl["dense"][:seeds]))
+    gap = {k: [kl_gap(kl[k][i], kl["dense"][i], scale) for i in range(seeds)] for k in MASKS}
+    noise = [
+        kl_gap(kl["dense"][i], kl["dense"][j], scale)
+        for i, j in itertools.combinations(range(kl["dense"].shape[0]), 2)
+    ]
+    g = {k: float(np.mean(v)) for k, v in gap.items()}
+    if noise:
+        nz = float(np.mean(noise))
+        others = min(g[k] for k in ("principal", "nonprincipal", "low", "random"))
+        verdict = (
+            "agrees"
+            if g["safe"] <= 2 * nz
+            else ("disagrees" if g["safe"] > others else "inconclusive")
+        )
+        noise_txt = f"seed-to-seed gap of dense {nz:.2f}"
+    else:
+        verdict, noise_txt = "inconclusive", "no seed-to-seed baseline (one seed)"
+    claims.append(
+        Claim(
+            f"{prefix}safe_tracks_dense_kl",
+            "The safe mask's token-wise KL-to-base trajectory tracks dense RLVR (Fig. 9).",
+            f"mean |KL_safe − KL_dense| / mean KL_dense = {g['safe']:.2f} vs {noise_txt}; "
+            f"random {g['random']:.2f}, M_princ {g['principal']:.2f}, M_princ^c {g['nonprincipal']:.2f}, "
+            f"M_low {g['low']:.2f}.",
+            verdict,
+        )
+    )
+    final = {
+        k: np.asarray([v[-max(1, v.size // 4) :].mean() for v in kl[k][:seeds]]) for k in MASKS
+    }
+    lowest = all(final["principal"][i] < min(final[k][i] for k in MASKS if k != "principal")
+                 for i in range(seeds))  # fmt: skip
+    highest_half = all(
+        final["principal"][i] > np.median([final[k][i] for k in MASKS]) for i in range(seeds)
+    )
+    claims.append(
+        Claim(
+            f"{prefix}principal_kl_slowest",
+            "Training M_princ moves the policy least: its KL to the base rises slowest (Fig. 9).",
+            "final-quarter mean KL per mask (mean over seeds): "
+            + ", ".join(f"{k} {final[k].mean():.2e}" for k in MASKS)
+            + ".",
+            "agrees" if lowest else ("disagrees" if highest_half else "inconclusive"),
+        )
+    )
+    summary = {
+        "accuracy": {
+            k: {"avg_at_k": mean[k]._asdict(), "greedy": mean_ci(v["greedy"])._asdict()}
+            for k, v in scores.items()
+        },
+        "kl_gap_to_dense": g,
+        "kl_seed_noise": float(np.mean(noise)) if noise else None,
+        "final_kl": {k: final[k].tolist() for k in MASKS},
+    }
+    return claims, summary
+
+
+def _frozen_check(folder, masks: dict) -> dict:
+    """Bits changed outside the mask between step 0 and the run's last checkpoint (must be 0), and inside it."""
+    from threegate.checkpoints import open_checkpoint
+
+    steps = sorted(folder.glob("step_*"))
+    outside = inside = 0
+    with open_checkpoint(steps[0]) as a, open_checkpoint(steps[-1]) as b:
+        for name, m in masks.items():
+            x = np.asarray(a.load(name)).view(np.uint16)
+            y = np.asarray(b.load(name)).view(np.uint16)
+            changed = x != y
+            outside += int(np.count_nonzero(changed & ~m))
+            inside += int(np.count_nonzero(changed & m))
+    return {"changed_outside_mask": outside, "changed_inside_mask": inside, "last": steps[-1].name}
+
+
+def sparse_runs_study(
+    arms: Mapping[str, str | Path],
+    *,
+    extra_dense: Sequence[str | Path] = (),
+    margin: float = 0.05,
+    out: str | Path | None = None,
+) -> dict:
+    """Table 4/5 and Fig 9 from `threegate train grpo [--mask ...]` run folders, one per arm of `MASKS`.
+
+    Every arm's `eval.json` must evaluate the same problems before (the base) and after; `log.jsonl` gives the
+    per-step `kl_exact`. `extra_dense`: folders of dense runs with other seeds (their first steps' KL join the
+    dense rows as the seed-to-seed noise). Masked arms' `masks.npz` give the trainable share and the control that
+    no frozen entry changed a bit. With `out`, draws `sparse_kl.png` and `sparse_accuracy.png` there.
+    """
+    from threegate.lm.fit import MASKS_FILE, load_masks
+
+    missing = [m for m in MASKS if m not in arms]
+    if missing:
+        raise ValueError(f"sparse study needs every arm of {MASKS}; missing {missing}")
+    folders = {m: Path(arms[m]) for m in MASKS}
+    evals = {m: json.loads((f / "eval.json").read_text()) for m, f in folders.items()}
+    problems = {m: ev["eval_before"].get("problems") for m, ev in evals.items()}
+    if any(p != problems["dense"] for p in problems.values()):
+        raise ValueError("sparse arms were evaluated on different problems")
+    scores = {
+        "base": {k: np.asarray(v) for k, v in evals["dense"]["eval_before"]["per_problem"].items()}
+    }
+    for m in MASKS:
+        scores[m] = {k: np.asarray(v) for k, v in evals[m]["eval_after"]["per_problem"].items()}
+
+    def kl_of(folder, steps=None):
+        recs = [json.loads(x) for x in (Path(folder) / "log.jsonl").read_text().splitlines()]
+        return np.asarray([r["kl_exact"] for r in recs[:steps]], np.float64)
+
+    kl = {m: kl_of(f)[None] for m, f in folders.items()}
+    steps = kl["dense"].shape[1]
+    extra = [kl_of(f, steps) for f in extra_dense]
+    extra = [x for x in extra if x.size == steps]
+    if extra:
+        kl["dense"] = np.concatenate([kl["dense"], np.stack(extra)])
+    k_eval = evals["dense"]["eval_after"].get("k", 1)
+    claims, summary = sparse_claims(scores, kl, eval_k=k_eval, margin=margin)
+    rows = []
+    for m in MASKS:
+        recs = [json.loads(x) for x in (folders[m] / "log.jsonl").read_text().splitlines()]
+        row = {
+            "arm": m,
+            "run": folders[m].name,
+            "steps": len(recs),
+            "final_reward": float(np.mean([r["reward"] for r in recs[-max(1, len(recs) // 4) :]])),
+            "final_kl_exact": float(kl[m][0, -max(1, steps // 4) :].mean()),
+            "sparsity_linear": recs[-1]["sparsity_linear"] if recs else None,
+            "avg_at_k": summary["accuracy"][m]["avg_at_k"],
+            "greedy": summary["accuracy"][m]["greedy"],
+        }
+        mask_file = folders[m] / MASKS_FILE
+        if mask_file.is_file():
+            masks = load_masks(mask_file)
+            n = sum(x.size for x in masks.values())
+            row["param_share"] = sum(int(x.sum()) for x in masks.values()) / n
+            row |= _frozen_check(folders[m], masks)
+        else:
+            row["param_share"] = 1.0
+        rows.append(row)
+    result = {
+        "arms": rows,
+        "eval_k": k_eval,
+        "margin": margin,
+        "kl": {m: kl[m].tolist() for m in MASKS},
+        "extra_dense": [str(f) for f in extra_dense][: len(extra)],
+        "summary": summary,
+        "claims": [c._asdict() for c in claims],
+        "figures": [],
+    }
+    if out is not None:
+        from threegate.lm.evaluation import MeanCI
+        from threegate.study.figures import bar_figure, line_figure
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        line_figure(
+            out / "sparse_kl.png",
+            {m: kl[m] for m in MASKS},
+            xlabel="GRPO step",
+            ylabel="token-wise KL to base",
+            title="Fig 9: KL(π‖π_base) per step by mask (dense band: seeds)",
+        )
+        labels = ["base", *MASKS]
+        acc = summary["accuracy"]
+        bar_figure(
+            out / "sparse_accuracy.png",
+            labels,
+            [MeanCI(**acc[k]["avg_at_k"]) for k in labels],
+            [acc[k]["greedy"]["mean"] for k in labels],
+            title=f"Table 4: held-out avg@{k_eval} by mask (95% CI), greedy marked",
+        )
+        result["figures"] = ["sparse_kl.png", "sparse_accuracy.png"]
+    return result
