@@ -68,6 +68,7 @@ bench-trl: install
 smollm2-runs: install
 	THREEGATE=$(VENV)/bin/threegate scripts/smollm2_runs.sh runs/smollm2 runs/smollm2-study
 	$(PY) scripts/collect_runs.py runs/smollm2 reports/smollm2
+	$(PY) scripts/collect_study.py runs/smollm2-study reports/smollm2/study
 
 bench-ray: install
 	$(PY) benchmarks/bench_compare_ray.py --layers 2 --workers 2 --json $(OUT)/bench/compare_ray.json

@@ -124,6 +124,7 @@ def test_llama_driver_matches_a_plain_closure_and_resumes(tmp_path):
         CurvatureConfig,
         _batch,
         curvature_claims,
+        curvature_figure,
         curvature_summary,
         measure_curvature,
     )
@@ -160,3 +161,6 @@ def test_llama_driver_matches_a_plain_closure_and_resumes(tmp_path):
         "curvature_subspace_above_orthogonal",
     ]
     assert all(c.verdict in VERDICTS for c in claims)
+    import matplotlib.image as mpimg
+
+    assert mpimg.imread(curvature_figure(summary, tmp_path / "c.png")).shape[0] > 100

@@ -136,6 +136,7 @@ def _curvature_stage(preset, base, out, resume, say) -> dict:
     from threegate.study.curvature import (
         CurvatureConfig,
         curvature_claims,
+        curvature_figure,
         curvature_summary,
         measure_curvature,
     )
@@ -160,7 +161,10 @@ def _curvature_stage(preset, base, out, resume, say) -> dict:
     )
     records = measure_curvature(params, mcfg, task, out / "curvature", cfg, resume=resume, say=say)
     summary = curvature_summary(records)
+    (out / "analysis").mkdir(parents=True, exist_ok=True)
+    curvature_figure(summary, out / "analysis" / "curvature.png")
     return {
+        "figures": ["curvature.png"],
         "settings": {**cfg.__dict__, "layers": list(cfg.layers)},
         "file": "curvature/curvature.jsonl",
         "summary": summary,

@@ -24,7 +24,13 @@ import numpy as np
 from threegate.claims import Claim, mean_interval, verdict_from_interval
 from threegate.lm.curvature import FAMILIES, fisher_along, tensor_curvature
 
-__all__ = ["CurvatureConfig", "curvature_claims", "curvature_summary", "measure_curvature"]
+__all__ = [
+    "CurvatureConfig",
+    "curvature_claims",
+    "curvature_figure",
+    "curvature_summary",
+    "measure_curvature",
+]
 
 _BLOCK = re.compile(r"^model\.layers\.(\d+)\.((?:self_attn|mlp)\.(\w+)_proj\.weight)$")
 
@@ -210,3 +216,27 @@ def curvature_claims(summary: dict) -> list[Claim]:
             obs += f"; principal/isotropic (random baseline) {iso['geomean']:.3g}"
         claims.append(Claim(cid, paper, obs, verdict_from_interval(lo, hi, expect="positive")))
     return claims
+
+
+def curvature_figure(summary: dict, path: Path) -> Path:
+    """Per projection type, the mean Fisher curvature of each direction family (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    types = list(summary["per_type"])
+    fig, ax = plt.subplots(figsize=(7.0, 3.4), dpi=100)
+    width = 0.8 / len(FAMILIES)
+    x = np.arange(len(types))
+    for j, f in enumerate(FAMILIES):
+        ax.bar(x + (j - 2) * width, [summary["per_type"][t][f] for t in types], width, label=f)
+    ax.set_yscale("log")
+    ax.set_xticks(x, types)
+    ax.set_ylabel("mean DᵀFD, unit ‖D‖_F")
+    ax.set_title("Fisher curvature of the base policy by direction family", fontsize=9)
+    ax.legend(fontsize=7, frameon=False, ncol=5)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -13,6 +13,7 @@ CAPTIONS = {
     "fig5": "Overlap of the update mask with M_princ, M_low and M_princ∩M_low^c against random masks.",
     "sparse_kl": "Fig 9: token-wise KL to the base per step: does the safe mask follow dense, M_princ lag?",
     "sparse_accuracy": "Tables 4–5: held-out accuracy after sparse GRPO by mask, against the base and dense.",
+    "curvature": "Fisher curvature by direction family: is M_princ above its complement and the isotropic baseline?",
 }
 
 
