@@ -42,7 +42,7 @@ test: install lint
 
 # The whole suite under the `thorough` hypothesis profile (1000 examples per property; nightly or accelerator runs).
 test-thorough: install
-	THREEGATE_HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -n $(PYTEST_WORKERS) -q --durations=15
+	THREEGATE_HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q --durations=15
 
 lint: install
 	$(VENV)/bin/ruff check threegate proofs_numeric sims tests benchmarks scripts

@@ -13,11 +13,11 @@ Presets:
 
 Beyond the checkpoint analysis, two experiments of their own (issue 9 items 7–8):
   sparse RL: GRPO seed 0 from the same base with each one-shot mask of `threegate.study.sparse.MASKS` built from
-    W₀ at the preset's k and α = ½ (`--mask`, dense unmasked), `sparse_steps` steps each (quick 1, full 20), the
+    W₀ at the preset's k and α = ½ (`--mask`, dense unmasked), `sparse_steps` steps each (quick 2, full 20), the
     masked arms reusing the dense arm's base evaluation (`--eval-before`); runs `sparse-<arm>` in the runs folder.
   curvature: the base policy's Fisher curvature along principal / non-principal / in-subspace / orthogonal /
     isotropic directions in every linear projection of `curvature_layers` (quick: layer 15, 2 directions per
-    family, 2 prompts; full: layers 0, 7, 15, 22, 29, 6 directions, 8 prompts).
+    family, 2 prompts; full: layers 0, 7, 15, 22, 29, 4 directions, 8 prompts).
 """
 
 import dataclasses
@@ -51,7 +51,7 @@ class Preset:
     k: int
     include: str | None
     split: str = "unordered"
-    sparse_steps: int = 1
+    sparse_steps: int = 2
     curvature_layers: tuple[int, ...] = (15,)
     curvature_directions: int = 2
     curvature_prompts: int = 2
@@ -60,7 +60,7 @@ class Preset:
 PRESETS = {
     "quick": Preset(3, 4, 4, 8, 16, 1, 16, r"(?:^|\.)layers\.(?:0|15|29)\."),
     # the full runs of reports/smollm2 were made with the first, ordered held-out split; kept for consistency
-    "full": Preset(60, 8, 8, 16, 240, 4, 64, None, "ordered", 20, (0, 7, 15, 22, 29), 6, 8),
+    "full": Preset(60, 8, 8, 16, 240, 4, 64, None, "ordered", 20, (0, 7, 15, 22, 29), 4, 8),
 }
 
 #: name, algorithm, learning rate, seed — the runs of issue 8.
