@@ -590,6 +590,14 @@ def test_malformed_but_valid_json_never_breaks_the_page(
     assert all(c.verdict in VERDICTS for c in rep.claims)
 
 
+def test_a_rate_that_is_not_a_list(tmp_path):
+    """Found by the `thorough` profile: a verify line whose "rate" is `true` (not a list of fits)."""
+    (tmp_path / "verify.jsonl").write_text(json.dumps({"id": "1", "sim": [], "rate": True}) + "\n")
+    rep = build_report(discover(tmp_path))
+    assert _parse(rep.html).errors == []
+    assert all(c.verdict in VERDICTS for c in rep.claims)
+
+
 def test_unhashable_values_where_names_are_expected(tmp_path):
     """Found by the property test above: lists where a figure name or an expected slope should be."""
     _sim(tmp_path, "gate1-leash", SIM_A[:1], [])

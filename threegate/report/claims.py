@@ -64,7 +64,8 @@ def fmt_num(x: Any, digits: int = 4) -> str:
 def rate_text(summary: dict) -> str:
     """Fitted log-log slopes with the expected one in parentheses: "3.03 (3)", or a range when several."""
     by_expected: dict[Any, list[float]] = {}
-    for r in summary.get("rate") or []:
+    rates = summary.get("rate")
+    for r in rates if isinstance(rates, list) else []:
         if isinstance(r, dict) and isinstance(r.get("slope"), int | float):
             expected = r.get("expected") if isinstance(r.get("expected"), int | float) else None
             by_expected.setdefault(expected, []).append(float(r["slope"]))
