@@ -122,3 +122,6 @@ def test_train_reuses_a_matching_base_evaluation_and_refuses_others(tmp_path, ca
     assert rc != 0 and len(err) == 1 and "temperature" in err[0]
     rc = main([*common, "--eval-before", str(tmp_path / "none.json"), "--out", str(tmp_path / "d")])
     assert rc != 0 and "no such file" in capsys.readouterr().err
+    (tmp_path / "list.json").write_text("[]")
+    rc = main([*common, "--eval-before", str(tmp_path / "list.json"), "--out", str(tmp_path / "e")])
+    assert rc != 0 and "not an eval_before.json" in capsys.readouterr().err

@@ -195,12 +195,14 @@ def _reuse_eval(path, problems, settings: dict) -> dict:
     if not path.is_file():
         raise ValueError(f"--eval-before: no such file {path}")
     before = json.loads(path.read_text())
+    if not isinstance(before, dict) or not isinstance(before.get("problems"), dict):
+        raise ValueError(f"--eval-before {path}: not an eval_before.json (no problems recorded)")
     for key, want in settings.items():
         if before.get(key) != want:
             raise ValueError(
                 f"--eval-before {path}: {key} is {before.get(key)!r}, this run needs {want!r}"
             )
-    got = before.get("problems", {})
+    got = before["problems"]
     if (
         got.get("a") != np.asarray(problems.a).tolist()
         or got.get("b") != np.asarray(problems.b).tolist()
