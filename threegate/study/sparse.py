@@ -215,8 +215,8 @@ def sparse_runs_study(
 
     kl = {m: kl_of(f)[None] for m, f in folders.items()}
     steps = kl["dense"].shape[1]
-    extra = [kl_of(f, steps) for f in extra_dense]
-    extra = [x for x in extra if x.size == steps]
+    used = [(str(f), x) for f in extra_dense if (x := kl_of(f, steps)).size == steps]
+    extra = [x for _, x in used]
     if extra:
         kl["dense"] = np.concatenate([kl["dense"], np.stack(extra)])
     k_eval = evals["dense"]["eval_after"].get("k", 1)
@@ -248,7 +248,7 @@ def sparse_runs_study(
         "eval_k": k_eval,
         "margin": margin,
         "kl": {m: kl[m].tolist() for m in MASKS},
-        "extra_dense": [str(f) for f in extra_dense][: len(extra)],
+        "extra_dense": [f for f, _ in used],
         "summary": summary,
         "claims": [c._asdict() for c in claims],
         "figures": [],
