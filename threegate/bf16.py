@@ -107,12 +107,24 @@ def _same_shape(a: Array, b: Array, names: str) -> None:
 
 
 def to_bits(x: ArrayLike) -> Array:
-    """The uint16 codes of a bf16 array (a bit view, no rounding)."""
+    """The uint16 codes of a bf16 array (a bit view, no rounding): sign, 8 exponent bits, 7 mantissa bits.
+
+    Example:
+      >>> import ml_dtypes, numpy as np
+      >>> [hex(c) for c in to_bits(np.array([1.0, -2.0], ml_dtypes.bfloat16)).tolist()]
+      ['0x3f80', '0xc000']
+    """
     return lax.bitcast_convert_type(_bf16(x, "to_bits"), jnp.uint16)
 
 
 def from_bits(u: ArrayLike) -> Array:
-    """The bf16 array with uint16 codes `u` (inverse of `to_bits`)."""
+    """The bf16 array with uint16 codes `u` (inverse of `to_bits`).
+
+    Example:
+      >>> import numpy as np
+      >>> from_bits(np.array([0x3F80, 0x3F81], np.uint16)).astype(np.float32).tolist()  # 1 and 1 + 2^-7
+      [1.0, 1.0078125]
+    """
     if _dtype(u) != jnp.uint16:
         raise TypeError(f"from_bits: expected uint16, got {_dtype(u)}")
     return lax.bitcast_convert_type(jnp.asarray(u), jnp.bfloat16)
@@ -136,7 +148,13 @@ def _finite_bits(u32: Array) -> Array:
 
 
 def count_nonfinite(x: ArrayLike) -> Array:
-    """Number of NaN or ±inf entries of a floating array (int32 scalar; bf16 is decided on the bits)."""
+    """Number of NaN or ±inf entries of a floating array (int32 scalar; bf16 is decided on the bits).
+
+    Example:
+      >>> import numpy as np
+      >>> int(count_nonfinite(np.array([1.0, np.inf, -np.inf, np.nan], np.float32)))
+      3
+    """
     if not jnp.issubdtype(_dtype(x), jnp.floating):
         raise TypeError(f"count_nonfinite: expected a floating dtype, got {_dtype(x)}")
     x = jnp.asarray(x)
@@ -165,6 +183,11 @@ def ulp(x: ArrayLike) -> Array:
 
     Returns:
       float32 array of the same shape (exact: every bf16 spacing is a power of two in float32's range).
+
+    Example:
+      >>> import ml_dtypes, numpy as np
+      >>> ulp(np.array([1.0, 1.5, 2.0, 0.0], ml_dtypes.bfloat16)).tolist() == [2**-7, 2**-7, 2**-6, 2**-133]
+      True
     """
     u = _wide(_bf16(x, "ulp"))
     return jnp.where(_finite_bits(u), _pow2((u >> 23) & 0xFF, 7), jnp.float32(jnp.nan))
@@ -175,6 +198,11 @@ def half_ulp(x: ArrayLike) -> Array:
 
     An approximation: the exact threshold is `min_realizing_update`, which differs at ties, at binade edges
     (toward zero), at ±0 and through the float32 add's own rounding.
+
+    Example:
+      >>> import ml_dtypes, numpy as np
+      >>> half_ulp(np.array([1.0, 3.0], ml_dtypes.bfloat16)).tolist()  # 2^-8 and 2^-7
+      [0.00390625, 0.0078125]
     """
     u = _wide(_bf16(x, "half_ulp"))
     return jnp.where(_finite_bits(u), _pow2((u >> 23) & 0xFF, 8), jnp.float32(jnp.nan))
@@ -192,6 +220,12 @@ def round_to_bf16(x: ArrayLike) -> Array:
     """$\\mathrm{bf16}(x)$ of a float32 array, round to nearest even, overflow to ±inf (what `astype` does).
 
     Exact on every float32, subnormals included, on every backend (integer arithmetic on the bit pattern).
+
+    Example:
+      >>> import numpy as np
+      >>> x = np.array([1 + 2**-8, 1 + 3 * 2**-8], np.float32)  # two ties: to the even neighbour
+      >>> round_to_bf16(x).astype(np.float32).tolist()
+      [1.0, 1.015625]
     """
     if _dtype(x) != jnp.float32:
         raise TypeError(f"round_to_bf16: expected float32, got {_dtype(x)}")
@@ -326,7 +360,15 @@ def _min_realizing_update(w: Array, direction: Array) -> Array:
 
 
 def bitwise_unchanged(w: ArrayLike, w_hat: ArrayLike) -> Array:
-    """Elementwise equality of the uint16 codes (so +0 ≠ −0, and a NaN equals only its own bits)."""
+    """Elementwise equality of the uint16 codes (so +0 ≠ −0, and a NaN equals only its own bits).
+
+    Example:
+      >>> import ml_dtypes, numpy as np
+      >>> w = np.array([0.0, 1.0, 1.0], ml_dtypes.bfloat16)
+      >>> w_hat = np.array([-0.0, 1.0, 1.0078125], ml_dtypes.bfloat16)
+      >>> bitwise_unchanged(w, w_hat).tolist()
+      [False, True, False]
+    """
     w, w_hat = _bf16(w, "w"), _bf16(w_hat, "w_hat")
     _same_shape(w, w_hat, "w, w_hat")
     return to_bits(w) == to_bits(w_hat)
@@ -352,6 +394,13 @@ def unchanged(w: ArrayLike, w_hat: ArrayLike, eta: float | ArrayLike = DOMAIN.et
 
     Returns:
       bool array `*s`.
+
+    Example:
+      >>> import ml_dtypes, numpy as np
+      >>> w = np.array([0.0, 1.0, 1.0], ml_dtypes.bfloat16)
+      >>> w_hat = np.array([-0.0, 1.0, 1.0078125], ml_dtypes.bfloat16)  # ±0, equal, one ULP apart
+      >>> unchanged(w, w_hat).tolist()
+      [True, True, False]
     """
     w, w_hat = _bf16(w, "w"), _bf16(w_hat, "w_hat")
     _same_shape(w, w_hat, "w, w_hat")
@@ -393,6 +442,13 @@ def change_counts(
 
     Returns:
       `ChangeCount` of int32 scalars; the tensor's sparsity is `1 - changed / size` when `nonfinite == 0`.
+
+    Example:
+      >>> import ml_dtypes, numpy as np
+      >>> w0 = np.array([0.0, 1.0, 1.0, 2.0], ml_dtypes.bfloat16)
+      >>> w1 = np.array([-0.0, 1.0, 1.0078125, np.inf], ml_dtypes.bfloat16)
+      >>> {k: int(v) for k, v in change_counts(w0, w1)._asdict().items()}
+      {'changed': 1, 'bit_changed': 2, 'nonfinite': 1, 'size': 4}
     """
     w0, w1 = _bf16(w0, "w0"), _bf16(w1, "w1")
     _same_shape(w0, w1, "w0, w1")
@@ -423,6 +479,14 @@ def update_sparsity(theta0, theta1, eta: float = DOMAIN.eta_paper) -> float:
     Raises:
       ValueError: structures or shapes differ (the message names the key); TypeError: a non-bf16 leaf.
       NonFiniteError: a NaN/inf entry (rule (1) is undefined there; use `change_counts` to count them).
+
+    Example:
+      >>> import ml_dtypes, numpy as np
+      >>> bf16 = ml_dtypes.bfloat16
+      >>> theta0 = {"q": np.array([1.0, 2.0, 3.0, 4.0], bf16), "k": np.array([0.5], bf16)}
+      >>> theta1 = {"q": np.array([1.0, 2.0, 3.0, 4.03125], bf16), "k": np.array([0.5], bf16)}
+      >>> update_sparsity(theta0, theta1)  # one of five entries moved
+      0.8
     """
     if not 0 <= eta < np.inf:
         raise ValueError(f"eta must be finite and >= 0, got {eta}")

@@ -39,6 +39,12 @@ def verdict_from_interval(
 
     Agrees when the whole interval has the expected sign, disagrees when it has the opposite sign, inconclusive
     when it straddles 0 (or is not finite).
+
+    Example:
+      >>> verdict_from_interval(0.1, 0.3, expect="positive"), verdict_from_interval(-0.1, 0.2, expect="positive")
+      ('agrees', 'inconclusive')
+      >>> verdict_from_interval(0.1, 0.3, expect="negative")
+      'disagrees'
     """
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
         return "inconclusive"
@@ -56,6 +62,12 @@ def mean_interval(xs: Iterable[float | None], z: float = 2.0) -> tuple[float, fl
 
     Returns `(mean, lo, hi, n)`; NaNs when there is no value, an infinite interval when there is one (a single
     value says nothing about its spread).
+
+    Example:
+      >>> [round(x, 3) for x in mean_interval([1.0, 2.0, 3.0, None, float("nan")])]  # s = 1, n = 3
+      [2.0, 0.845, 3.155, 3]
+      >>> mean_interval([0.5])
+      (0.5, -inf, inf, 1)
     """
     v = [float(x) for x in xs if x is not None and math.isfinite(float(x))]
     n = len(v)

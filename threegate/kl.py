@@ -68,6 +68,15 @@ def check_logits(logits: ArrayLike, name: str = "logits") -> Array:
       TypeError: non-floating dtype.
       ValueError: 0-d or empty support.
       NonFiniteError: NaN or `+inf` entries, or a row without a finite entry (concrete inputs only).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> check_logits(jnp.array([0.0, -jnp.inf])).shape  # -inf is probability zero
+      (2,)
+      >>> check_logits(jnp.array([0.0, jnp.inf]))
+      Traceback (most recent call last):
+      ...
+      threegate.errors.NonFiniteError: logits contain NaN or +inf (use -inf for zero probability)
     """
     x = _as_float(logits, name)
     if x.ndim < 1 or x.shape[-1] < 1:
@@ -210,6 +219,11 @@ def fisher_form_categorical(
 
     Returns:
       `[*b]`, non-negative.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> float(fisher_form_categorical(jnp.zeros(2), jnp.array([1.0, 0.0])))  # Var of (1, 0) at (1/2, 1/2)
+      0.25
     """
     z = check_logits(logits, "logits")
     dz = _as_float(tangent, "tangent")
@@ -245,6 +259,11 @@ def pinsker_bound(kl: ArrayLike) -> Array:
 
     Returns:
       $\\sqrt{\\mathrm{kl}/2}$, same shape.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> float(pinsker_bound(jnp.array(0.5)))
+      0.5
     """
     k = _as_float(kl, "kl")
     return jnp.sqrt(jnp.maximum(k, 0) / 2)
@@ -254,6 +273,12 @@ def pinsker_check(p_logits: ArrayLike, q_logits: ArrayLike) -> BoundCheck:
     """Pinsker's inequality as data: `lhs` = TV(p, q), `rhs` = $\\sqrt{D_{KL}(p\\|q)/2}$, premise always true.
 
     Tight to first order for near-equal distributions with a two-point difference.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> c = pinsker_check(jnp.log(jnp.array([0.5, 0.5])), jnp.log(jnp.array([0.25, 0.75])))
+      >>> round(float(c.lhs), 4), round(float(c.rhs), 4), bool(c.lhs <= c.rhs)
+      (0.25, 0.2682, True)
     """
     tv = tv_categorical(p_logits, q_logits)
     rhs = pinsker_bound(kl_categorical(p_logits, q_logits))
@@ -272,6 +297,13 @@ def gibbs_tilt(q_logits: ArrayLike, reward: ArrayLike, beta: ArrayLike) -> Array
 
     Returns:
       $\\log\\tilde q_\\beta$, shape `[*b, a]` (normalised logits).
+
+    Example:
+      >>> import math
+      >>> import jax.numpy as jnp
+      >>> log_q = gibbs_tilt(jnp.zeros(2), jnp.array([1.0, 0.0]), 1 / math.log(3.0))  # e^{R/beta} = (3, 1)
+      >>> [round(p, 4) for p in jnp.exp(log_q).tolist()]
+      [0.75, 0.25]
     """
     q = check_logits(q_logits, "q_logits")
     r = _as_float(reward, "reward")

@@ -104,6 +104,10 @@ def selection_count(alpha: float, size: int) -> int:
 
     `alpha * size` is computed in float64; a product within a few ulps below an integer (0.29·100 =
     28.999999999999996) counts as that integer.
+
+    Example:
+      >>> selection_count(0.29, 100), selection_count(0.5, 7)
+      (29, 3)
     """
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
@@ -213,7 +217,13 @@ def low_magnitude_mask(w: ArrayLike, alpha: float) -> Bool[Array, "m n"]:
 
 @jax.jit
 def density(mask: ArrayLike) -> Float[Array, ""]:
-    """Fraction of True entries (NaN for an empty array)."""
+    """Fraction of True entries (NaN for an empty array).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> float(density(jnp.array([[True, False], [False, False]])))
+      0.25
+    """
     mask = _as_mask(mask, "mask", ndim=None)
     return _ratio(jnp.sum(mask), jnp.asarray(mask.size))
 
@@ -265,6 +275,13 @@ def overlap(reference: ArrayLike, mask: ArrayLike) -> Overlap:
     Returns:
       `Overlap(value, baseline, lift)`; `value` is NaN for an empty `mask`, `lift` NaN when undefined. NumPy
       float64 scalars for NumPy inputs, jax scalars (default float) when either input is a jax array.
+
+    Example:
+      >>> import numpy as np
+      >>> reference = np.array([[True, True], [False, False]])  # density 1/2: the random-mask null
+      >>> mask = np.array([[True, True], [True, False]])
+      >>> [round(float(x), 3) for x in overlap(reference, mask)]  # value, baseline, lift
+      [0.667, 0.5, 1.333]
     """
     if _xp(reference, mask) is np:
         return _overlap(reference, mask, np)
@@ -272,7 +289,15 @@ def overlap(reference: ArrayLike, mask: ArrayLike) -> Overlap:
 
 
 def jaccard(a: ArrayLike, b: ArrayLike) -> np.ndarray | jax.Array:
-    """Jaccard index (M3): $J(A, B) = |A\\cap B|/|A\\cup B|$ for boolean masks of equal shape (NaN if both empty)."""
+    """Jaccard index (M3): $J(A, B) = |A\\cap B|/|A\\cup B|$ for boolean masks of equal shape (NaN if both empty).
+
+    Compare it with `jaccard_baseline` of the two densities (Table 2).
+
+    Example:
+      >>> import numpy as np
+      >>> round(float(jaccard(np.array([True, True, False]), np.array([True, False, True]))), 4)
+      0.3333
+    """
     if _xp(a, b) is np:
         return _jaccard(a, b, np)
     return _jaccard_jit(a, b)
@@ -283,6 +308,10 @@ def jaccard_baseline(p: ArrayLike, q: ArrayLike) -> np.ndarray | jax.Array:
 
     (Ratio of expected intersection to expected union; the large-mask limit of $\\mathbb E[J]$.) NaN at
     $p = q = 0$. Python or NumPy numbers give a float64 NumPy result; jax arrays a jax one.
+
+    Example:
+      >>> round(float(jaccard_baseline(0.5, 0.5)), 4)  # two independent half-dense masks
+      0.3333
     """
     if _xp(p, q) is np:
         return _jaccard_baseline(p, q, np)
@@ -290,14 +319,25 @@ def jaccard_baseline(p: ArrayLike, q: ArrayLike) -> np.ndarray | jax.Array:
 
 
 def density_from_jaccard_baseline(b: ArrayLike) -> jax.Array:
-    """Inverse of `jaccard_baseline` on the diagonal $p = q$: $B = p/(2-p) \\iff p = 2B/(1+B)$ (Table 2)."""
+    """Inverse of `jaccard_baseline` on the diagonal $p = q$: $B = p/(2-p) \\iff p = 2B/(1+B)$ (Table 2).
+
+    Example:
+      >>> round(float(density_from_jaccard_baseline(1 / 3)), 4)
+      0.5
+    """
     b = jnp.asarray(b, _float_dtype())
     return 2 * b / (1 + b)
 
 
 @jax.jit
 def consensus(masks: ArrayLike) -> Float[Array, "m n"]:
-    """Consensus ratio (M5): $C_{ij} = \\frac1R\\sum_r M^{(r)}_{ij}$ over the leading axis of `[R, m, n]` masks."""
+    """Consensus ratio (M5): $C_{ij} = \\frac1R\\sum_r M^{(r)}_{ij}$ over the leading axis of `[R, m, n]` masks.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> consensus(jnp.array([[[True, False]], [[True, True]]])).tolist()  # R = 2 runs of a 1x2 mask
+      [[1.0, 0.5]]
+    """
     masks = _as_mask(masks, "masks", ndim=3)
     if masks.shape[0] == 0:
         raise ValueError(
@@ -308,14 +348,26 @@ def consensus(masks: ArrayLike) -> Float[Array, "m n"]:
 
 @jax.jit
 def row_update_ratio(mask: ArrayLike) -> Float[Array, " m"]:
-    """Row-wise update ratio (M6): $\\rho_i = \\frac1n\\sum_j M_{ij}$ for a `[m, n]` mask."""
+    """Row-wise update ratio (M6): $\\rho_i = \\frac1n\\sum_j M_{ij}$ for a `[m, n]` mask.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> row_update_ratio(jnp.array([[True, False], [True, True]])).tolist()
+      [0.5, 1.0]
+    """
     mask = _as_mask(mask, "mask")
     return jnp.mean(mask.astype(_float_dtype()), axis=1)
 
 
 @jax.jit
 def column_update_ratio(mask: ArrayLike) -> Float[Array, " n"]:
-    """Column-wise update ratio (M7): $\\kappa_j = \\frac1m\\sum_i M_{ij}$ for a `[m, n]` mask."""
+    """Column-wise update ratio (M7): $\\kappa_j = \\frac1m\\sum_i M_{ij}$ for a `[m, n]` mask.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> column_update_ratio(jnp.array([[True, False], [True, True]])).tolist()
+      [1.0, 0.5]
+    """
     mask = _as_mask(mask, "mask")
     return jnp.mean(mask.astype(_float_dtype()), axis=0)
 
@@ -330,6 +382,11 @@ def moving_average(x: ArrayLike, width: int = 3) -> Float[Array, "*b n"]:
     Args:
       x: `[..., n]` floating array (bf16/f16 upcast to float32).
       width: static odd window $w \\ge 1$.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> moving_average(jnp.array([0.0, 3.0, 0.0, 3.0])).tolist()  # windows of 2, 3, 3, 2 entries
+      [1.5, 1.0, 2.0, 1.5]
     """
     if isinstance(width, bool) or not isinstance(width, int) or width < 1 or width % 2 == 0:
         raise ValueError(f"width must be an odd int >= 1, got {width!r}")

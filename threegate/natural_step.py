@@ -39,7 +39,14 @@ def _check(x: jax.Array, u: jax.Array, v: jax.Array) -> None:
 def off_principal_part(
     x: Float[ArrayLike, "m n"], u: Float[ArrayLike, "m k"], v: Float[ArrayLike, "n k"]
 ) -> Float[Array, "m n"]:
-    """$X_\\perp=(I-UU^\\top)X(I-VV^\\top)$ for orthonormal `u` `[m, k]`, `v` `[n, k]`."""
+    """$X_\\perp=(I-UU^\\top)X(I-VV^\\top)$ for orthonormal `u` `[m, k]`, `v` `[n, k]`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> u = v = jnp.array([[1.0], [0.0]])  # top-1 singular vectors e1, e1
+      >>> off_principal_part(jnp.ones((2, 2)), u, v).tolist()  # only the entry touching neither survives
+      [[0.0, 0.0], [0.0, 1.0]]
+    """
     x, u, v = jnp.asarray(x), jnp.asarray(u), jnp.asarray(v)
     _check(x, u, v)
     left = x - matmul(u, matmul(u.T, x))
@@ -52,7 +59,16 @@ def principal_curvature_quad(
     v: Float[ArrayLike, "n k"],
     lam: ArrayLike,
 ) -> Float[Array, ""]:
-    """The curvature cost $\\tfrac12\\langle\\Delta W,S_W\\Delta W\\rangle=\\tfrac12(\\lambda\\|\\Delta W-\\Delta W_\\perp\\|_F^2+\\|\\Delta W_\\perp\\|_F^2)$."""
+    """The curvature cost $\\tfrac12\\langle\\Delta W,S_W\\Delta W\\rangle=\\tfrac12(\\lambda\\|\\Delta W-\\Delta W_\\perp\\|_F^2+\\|\\Delta W_\\perp\\|_F^2)$.
+
+    The left side of the budget $\\delta_W$ of Lemma F.10 / Eq. (7).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> u = v = jnp.array([[1.0], [0.0]])
+      >>> float(principal_curvature_quad(jnp.ones((2, 2)), u, v, 100.0))  # (100 * 3 + 1) / 2
+      150.5
+    """
     dw = jnp.asarray(dw)
     perp = off_principal_part(dw, u, v)
     par = dw - perp
@@ -77,6 +93,15 @@ def principal_natural_step(
 
     Returns:
       The step, `[m, n]` (zero where $g=0$).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> u = v = jnp.array([[1.0], [0.0]])
+      >>> dw = principal_natural_step(jnp.ones((2, 2)), u, v, 100.0, 0.5)
+      >>> round(float(principal_curvature_quad(dw, u, v, 100.0)), 6)  # the budget, met exactly
+      0.5
+      >>> round(float(dw[1, 1] / dw[0, 0]), 3)  # the off-principal entry moves lambda times more
+      100.0
     """
     g = jnp.asarray(grad)
     perp = off_principal_part(g, u, v)

@@ -103,6 +103,11 @@ def log_linear_policy(features: ArrayLike) -> LogLinearPolicy:
 
     Raises:
       ValueError: `features` not 2-D or $p > a-1$.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> log_linear_policy(jnp.array([[2.0], [1.0], [0.0]])).features.tolist()  # column mean removed
+      [[1.0], [0.0], [-1.0]]
     """
     phi = jnp.asarray(features)
     if phi.ndim != 2 or phi.shape[1] > phi.shape[0] - 1:
@@ -111,17 +116,41 @@ def log_linear_policy(features: ArrayLike) -> LogLinearPolicy:
 
 
 def log_probs(policy, theta: Float[ArrayLike, " p"]) -> Float[Array, " a"]:
-    """$\\log\\pi_\\theta(y)$ for every outcome $y$, shape `[a]`."""
+    """$\\log\\pi_\\theta(y)$ for every outcome $y$, shape `[a]`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> pol = log_linear_policy(jnp.array([[1.0], [0.0], [-1.0]]))  # a = 3 outcomes, p = 1
+      >>> [round(p, 4) for p in jnp.exp(log_probs(pol, jnp.zeros(1))).tolist()]
+      [0.3333, 0.3333, 0.3333]
+    """
     return jax.nn.log_softmax(policy.logits(jnp.asarray(theta)))
 
 
 def scores(policy, theta: Float[ArrayLike, " p"]) -> Float[Array, "a p"]:
-    """Score vectors $\\nabla_\\theta\\log\\pi_\\theta(y)$, one row per outcome, shape `[a, p]`."""
+    """Score vectors $\\nabla_\\theta\\log\\pi_\\theta(y)$, one row per outcome, shape `[a, p]`.
+
+    For the log-linear class $\\nabla\\log\\pi_\\theta(y)=\\phi_y-\\mathbb E_{\\pi_\\theta}\\phi$.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> pol = log_linear_policy(jnp.array([[1.0], [0.0], [-1.0]]))  # a = 3 outcomes, p = 1
+      >>> scores(pol, jnp.zeros(1)).tolist()
+      [[1.0], [0.0], [-1.0]]
+    """
     return jax.jacfwd(lambda t: log_probs(policy, t))(jnp.asarray(theta))
 
 
 def logprob_hessians(policy, theta: Float[ArrayLike, " p"]) -> Float[Array, "a p p"]:
-    """$\\nabla^2_\\theta\\log\\pi_\\theta(y)$ for every outcome, shape `[a, p, p]` (exact, `jax.hessian`)."""
+    """$\\nabla^2_\\theta\\log\\pi_\\theta(y)$ for every outcome, shape `[a, p, p]` (exact, `jax.hessian`).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> pol = log_linear_policy(jnp.array([[1.0], [0.0], [-1.0]]))  # a = 3 outcomes, p = 1
+      >>> h = logprob_hessians(pol, jnp.zeros(1))  # -Cov(phi) = -2/3 for every y (log-linear)
+      >>> h.shape, [round(x, 4) for x in h.ravel().tolist()]
+      ((3, 1, 1), [-0.6667, -0.6667, -0.6667])
+    """
     return jax.hessian(lambda t: log_probs(policy, t))(jnp.asarray(theta))
 
 
@@ -129,6 +158,12 @@ def fisher(policy, theta: Float[ArrayLike, " p"]) -> Float[Array, "p p"]:
     """Fisher information $F(\\theta)=\\mathbb E_{\\pi_\\theta}[\\nabla\\log\\pi\\,\\nabla\\log\\pi^\\top]$ (Lemma F.5).
 
     Computed as the covariance of the scores (their $\\pi$-mean is exactly 0); equals `fisher_hessian_form`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> pol = log_linear_policy(jnp.array([[1.0], [0.0], [-1.0]]))  # a = 3 outcomes, p = 1
+      >>> round(float(fisher(pol, jnp.zeros(1))[0, 0]), 4)  # Var of phi = (1, 0, -1) under the uniform policy
+      0.6667
     """
     s = scores(policy, theta)
     pi = jnp.exp(log_probs(policy, theta))
@@ -138,13 +173,28 @@ def fisher(policy, theta: Float[ArrayLike, " p"]) -> Float[Array, "p p"]:
 def expected_neg_hessian(
     policy, theta: Float[ArrayLike, " p"], target_logits: Float[ArrayLike, " a"]
 ) -> Float[Array, "p p"]:
-    """$H_q(\\theta)=-\\mathbb E_{y\\sim q}[\\nabla^2\\log\\pi_\\theta(y)]$ for $q$ = softmax(`target_logits`) (Lemma F.4)."""
+    """$H_q(\\theta)=-\\mathbb E_{y\\sim q}[\\nabla^2\\log\\pi_\\theta(y)]$ for $q$ = softmax(`target_logits`) (Lemma F.4).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> pol = log_linear_policy(jnp.array([[1.0], [0.0], [-1.0]]))  # a = 3 outcomes, p = 1
+      >>> h = expected_neg_hessian(pol, jnp.zeros(1), jnp.array([2.0, 0.0, 0.0]))  # = F for any q: log-linear
+      >>> round(float(h[0, 0]), 4)
+      0.6667
+    """
     q = jax.nn.softmax(jnp.asarray(target_logits))
     return -jnp.einsum("a,aij->ij", q, logprob_hessians(policy, theta), precision=MATMUL_PRECISION)
 
 
 def fisher_hessian_form(policy, theta: Float[ArrayLike, " p"]) -> Float[Array, "p p"]:
-    """The Hessian form of the Fisher, $-\\mathbb E_{\\pi_\\theta}[\\nabla^2\\log\\pi_\\theta]$ (equals `fisher`)."""
+    """The Hessian form of the Fisher, $-\\mathbb E_{\\pi_\\theta}[\\nabla^2\\log\\pi_\\theta]$ (equals `fisher`).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> pol = log_linear_policy(jnp.array([[1.0], [0.0], [-1.0]]))  # a = 3 outcomes, p = 1
+      >>> bool(jnp.allclose(fisher_hessian_form(pol, jnp.zeros(1)), fisher(pol, jnp.zeros(1))))
+      True
+    """
     return expected_neg_hessian(policy, theta, log_probs(policy, theta))
 
 
@@ -152,26 +202,54 @@ def logprob_hessian_bound(policy, theta: Float[ArrayLike, " p"]) -> Float[Array,
     """$L=\\max_y\\|\\nabla^2\\log\\pi_\\theta(y)\\|_{op}$ at $\\theta$ (Lemma F.6; exact, via `eigvalsh`).
 
     Lemma F.6 needs the bound only at $\\theta$ itself: $H_{\\tilde q}-F=-\\sum_y(\\tilde q-\\pi_\\theta)(y)\\nabla^2\\log\\pi_\\theta(y)$.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> pol = log_linear_policy(jnp.array([[1.0], [0.0], [-1.0]]))  # a = 3 outcomes, p = 1
+      >>> round(float(logprob_hessian_bound(pol, jnp.zeros(1))), 4)
+      0.6667
     """
     ev = jnp.linalg.eigvalsh(logprob_hessians(policy, theta))
     return jnp.max(jnp.abs(ev))
 
 
 def kl_quadratic(fisher_matrix: Float[ArrayLike, "p p"], delta: Float[ArrayLike, " p"]) -> Array:
-    """The quadratic model $\\tfrac12\\Delta^\\top F\\Delta$ of $D_{KL}(\\pi_{\\theta+\\Delta}\\|\\pi_\\theta)$ (Lemma F.5)."""
+    """The quadratic model $\\tfrac12\\Delta^\\top F\\Delta$ of $D_{KL}(\\pi_{\\theta+\\Delta}\\|\\pi_\\theta)$ (Lemma F.5).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> round(float(kl_quadratic(jnp.array([[2.0]]), jnp.array([0.1]))), 6)
+      0.01
+    """
     d = jnp.asarray(delta)
     return 0.5 * jnp.dot(d, matmul(jnp.asarray(fisher_matrix), d), precision=MATMUL_PRECISION)
 
 
 def policy_kl(policy, theta_a: Float[ArrayLike, " p"], theta_b: Float[ArrayLike, " p"]) -> Array:
-    """$D_{KL}(\\pi_{\\theta_a}\\|\\pi_{\\theta_b})$ (exact sum over the support)."""
+    """$D_{KL}(\\pi_{\\theta_a}\\|\\pi_{\\theta_b})$ (exact sum over the support).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> pol = log_linear_policy(jnp.array([[1.0], [0.0], [-1.0]]))  # a = 3 outcomes, p = 1
+      >>> t, step = jnp.zeros(1), jnp.array([0.1])
+      >>> exact, model = policy_kl(pol, step, t), kl_quadratic(fisher(pol, t), step)  # Lemma F.5: O(|step|^3) apart
+      >>> round(float(exact), 5), round(float(model), 5)
+      (0.00333, 0.00333)
+    """
     return kl_categorical(policy.logits(jnp.asarray(theta_a)), policy.logits(jnp.asarray(theta_b)))
 
 
 def cross_entropy(
     policy, theta: Float[ArrayLike, " p"], target_logits: Float[ArrayLike, " a"]
 ) -> Array:
-    """$-\\mathbb E_{y\\sim q}[\\log\\pi_\\theta(y)]=D_{KL}(q\\|\\pi_\\theta)+H(q)$, the M-projection objective (Lemma F.3)."""
+    """$-\\mathbb E_{y\\sim q}[\\log\\pi_\\theta(y)]=D_{KL}(q\\|\\pi_\\theta)+H(q)$, the M-projection objective (Lemma F.3).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> pol = log_linear_policy(jnp.array([[1.0], [0.0], [-1.0]]))  # a = 3 outcomes, p = 1
+      >>> round(float(cross_entropy(pol, jnp.zeros(1), jnp.zeros(3))), 4)  # log 3: both uniform
+      1.0986
+    """
     q = jax.nn.softmax(jnp.asarray(target_logits))
     return -jnp.dot(q, log_probs(policy, theta), precision=MATMUL_PRECISION)
 
@@ -213,6 +291,13 @@ def m_projection(
     Returns:
       `MProjection(theta, grad_norm, hess_pd, iterations, converged)`; `hess_pd` says whether the Hessian at
       `theta` is positive definite (Cholesky exists), i.e. whether `theta` is a strict local minimiser.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> pol = log_linear_policy(jnp.array([[1.0], [0.0], [-1.0]]))  # a = 3 outcomes, p = 1
+      >>> fit = m_projection(pol, jnp.zeros(1), jnp.array([1.0, 0.0, -1.0]))  # a target inside the class: theta = 1
+      >>> round(float(fit.theta[0]), 5), bool(fit.converged), bool(fit.hess_pd)
+      (1.0, True, True)
     """
     th0 = jnp.asarray(theta0)
     tgt = jnp.asarray(target_logits)
@@ -261,6 +346,16 @@ def pg_objective(
 
     $A_{\\theta_t}=R-\\mathbb E_{\\pi_{\\theta_t}}[R]$ is the advantage centred at $\\theta_t$. By the log-derivative
     trick $\\nabla f(\\theta_t)=-\\mathbb E_{\\pi_{\\theta_t}}[A_{\\theta_t}\\nabla\\log\\pi_{\\theta_t}]$, and $f(\\theta_t)=0$.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> pol = log_linear_policy(jnp.array([[1.0], [0.0], [-1.0]]))  # a = 3 outcomes, p = 1
+      >>> import jax
+      >>> t, reward = jnp.zeros(1), jnp.array([1.0, 0.0, 0.0])
+      >>> abs(float(pg_objective(pol, t, reward, t))) < 1e-6
+      True
+      >>> round(float(jax.grad(pg_objective, argnums=1)(pol, t, reward, t)[0]), 4)  # -E[A s] = -1/3
+      -0.3333
     """
     r = jnp.asarray(reward)
     pi_t = jnp.exp(log_probs(policy, theta_t))
@@ -279,6 +374,16 @@ def frozen_surrogate(
 
     The loss (4) with samples and advantage frozen at $\\theta_t$, shifted by the constant that makes $g(\\theta_t)=0$
     (Lemma F.1). Its gradient at $\\theta_t$ equals `pg_objective`'s.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> pol = log_linear_policy(jnp.array([[1.0], [0.0], [-1.0]]))  # a = 3 outcomes, p = 1
+      >>> import jax
+      >>> t, reward = jnp.zeros(1), jnp.array([1.0, 0.0, 0.0])
+      >>> g_f = jax.grad(pg_objective, argnums=1)(pol, t, reward, t)
+      >>> g_g = jax.grad(frozen_surrogate, argnums=1)(pol, t, reward, t)
+      >>> bool(jnp.allclose(g_f, g_g))  # Lemma F.1: first-order match at theta_t
+      True
     """
     r = jnp.asarray(reward)
     lp_t = log_probs(policy, theta_t)
@@ -298,6 +403,16 @@ def pg_loss_onpolicy(
     Shifted by $\\mathbb E_{\\pi_{\\theta_t}}[A\\log\\pi_{\\theta_t}]$ so it is 0 at $\\theta_t$. Its gradient at $\\theta_t$ has the
     extra term $-\\mathbb E_{\\pi_{\\theta_t}}[A\\log\\pi_{\\theta_t}\\nabla\\log\\pi_{\\theta_t}]$, which centring of $A$ does not
     remove: under this reading Lemma F.1's gradient match fails (recorded by its checker).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> pol = log_linear_policy(jnp.array([[1.0], [0.0], [-1.0]]))  # a = 3 outcomes, p = 1
+      >>> import jax
+      >>> t, reward = jnp.zeros(1), jnp.array([1.0, 0.0, 0.0])
+      >>> g_f = jax.grad(pg_objective, argnums=1)(pol, t, reward, t)
+      >>> g_lit = jax.grad(pg_loss_onpolicy, argnums=1)(pol, t, reward, t)
+      >>> bool(jnp.allclose(g_f, g_lit))
+      False
     """
     r = jnp.asarray(reward)
     lp_t = log_probs(policy, theta_t)
@@ -339,7 +454,21 @@ class LeashPoint(NamedTuple):
 def leash_point(
     policy, theta: Float[ArrayLike, " p"], target_logits: Float[ArrayLike, " a"]
 ) -> LeashPoint:
-    """M-project `target_logits` from `theta` (`m_projection`) and measure both sides of Props 3.1–3.2 (jit/vmap-able)."""
+    """M-project `target_logits` from `theta` (`m_projection`) and measure both sides of Props 3.1–3.2 (jit/vmap-able).
+
+    Eq. (5) compares `step_kl` with `kappa`; for a log-linear class the Pythagorean identity
+    $\\kappa=D_{KL}(\\tilde q\\|\\pi_{\\theta^+})+D_{KL}(\\pi_{\\theta^+}\\|\\pi_\\theta)$ makes it hold exactly.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> pol = log_linear_policy(jnp.array([[1.0], [0.0], [-1.0]]))  # a = 3 outcomes, p = 1
+      >>> from threegate.kl import gibbs_tilt
+      >>> t = jnp.zeros(1)
+      >>> target = gibbs_tilt(log_probs(pol, t), jnp.array([1.0, 0.0, 0.0]), 10.0)  # beta = 10
+      >>> pt = leash_point(pol, t, target)
+      >>> bool(pt.ok), bool(pt.step_kl <= pt.kappa), abs(float(pt.kappa - pt.resid - pt.step_kl)) < 1e-6
+      (True, True, True)
+    """
     th = jnp.asarray(theta)
     tgt = jnp.asarray(target_logits)
     mp = m_projection(policy, th, tgt)
@@ -368,6 +497,16 @@ def leash_ratio_limit(
     $c^\\top F^{-1}c/\\mathrm{Var}_\\pi R$ with $c=S^\\top(\\pi\\circ(R-\\mathbb E_\\pi R))$ and $F=S^\\top\\mathrm{diag}(\\pi)S$ — the
     $R^2$ of the $\\pi$-weighted regression of $R$ on the scores, in $[0,1]$, equal to 1 iff $R$ (centred) lies in
     the span of the scores.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> pol = log_linear_policy(jnp.array([[1.0], [0.0], [-1.0]]))  # a = 3 outcomes, p = 1
+      >>> t = jnp.zeros(1)
+      >>> s, pi = scores(pol, t), jnp.exp(log_probs(pol, t))
+      >>> round(float(leash_ratio_limit(s, pi, jnp.array([1.0, 0.0, -1.0]))), 4)  # reward in the span: 1
+      1.0
+      >>> round(float(leash_ratio_limit(s, pi, jnp.array([1.0, 0.0, 0.0]))), 4)  # not: the R^2, below 1
+      0.75
     """
     s = jnp.asarray(score_rows)
     p = jnp.asarray(pi, s.dtype)

@@ -33,8 +33,22 @@ def fit_loglog_slope(x: ArrayLike, y: ArrayLike, floor: float | None = None) -> 
       x, y: positive samples, same length.
       floor: values `y <= floor` are rounding noise, not signal, and are dropped (default: 100·eps(float64)).
 
+    Returns:
+      `SlopeFit(slope, intercept, rvalue, n_used, stderr)` of $\\log y = s\\log x + b$.
+
     Raises:
       ValueError: fewer than 3 points survive.
+
+    Example:
+      >>> import numpy as np
+      >>> eps_ = np.array([1e-3, 1e-2, 1e-1])
+      >>> fit = fit_loglog_slope(eps_, 0.5 * eps_**2)  # a KL that is O(eps^2)
+      >>> round(fit.slope, 6), fit.n_used
+      (2.0, 3)
+      >>> fit_loglog_slope(eps_, np.array([1e-3, 1e-20, 1e-1])).n_used  # a point at the float floor is dropped
+      Traceback (most recent call last):
+      ...
+      ValueError: need at least 3 points above the floor 2.22e-14 to fit a slope, got 2
     """
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()

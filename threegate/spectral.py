@@ -11,6 +11,19 @@ means a span of singular vectors; coordinate masks (the paper's "principal weigh
 
 Static misuse (rank, shape, dtype kind, `k` out of range) raises `ValueError`/`TypeError` at trace time;
 value-dependent premises (a positive gap, a met budget) come back as data in `BoundCheck.premise`.
+
+Example: Thm 3.3 (Eq. 8) as printed, $\\sin\\Theta\\le\\|\\Delta W\\|_2/\\gamma_k$, fails once
+$\\|\\Delta W\\|_2/\\gamma_k\\in(\\tfrac12,1)$ swaps the top singular pair; the rigorous form
+$\\|\\Delta W\\|_2/(\\gamma_k-\\|\\Delta W\\|_2)$ holds:
+
+    >>> import jax.numpy as jnp
+    >>> w0, w1 = jnp.diag(jnp.array([1.0, 0.0])), jnp.diag(jnp.array([0.45, 0.55]))  # gamma_1 = 1, |dW| = 0.55
+    >>> paper = wedin_check(w0, w1, 1, form="paper")
+    >>> round(float(paper.lhs), 3), round(float(paper.rhs), 3), round(float(paper.ratio), 3)
+    (1.0, 0.55, 1.818)
+    >>> rigorous = wedin_check(w0, w1, 1)
+    >>> bool(rigorous.premise), round(float(rigorous.ratio), 3)
+    (True, 0.818)
 """
 
 from threegate._spectral_checks import (
