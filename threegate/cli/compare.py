@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         summary_note = f"results in {out}"
     print(format_summary(summary))
+    for line in summary.get("warnings", []):
+        print(f"threegate compare: warning: {line}", file=sys.stderr)
     bad = sum(len(s["nonfinite_tensors"]) for s in summary["per_tuned"].values())
     if bad:
         print(

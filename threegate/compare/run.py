@@ -36,10 +36,10 @@ import jax
 from threegate.checkpoints import (
     Checkpoint,
     check_alignment,
-    classify,
     layer_index,
     open_checkpoint,
 )
+from threegate.checkpoints.arch import Architecture, View, architecture_for
 from threegate.compare.jsonl import JsonlWriter, read_jsonl
 from threegate.compare.metrics import measure_info
 from threegate.compare.order import canonicalize
@@ -154,10 +154,10 @@ def release_heap() -> None:
 _LIBC = None
 
 
-def _skip_reason(name: str, cfg: CompareConfig) -> str | None:
+def _skip_reason(view: View, cfg: CompareConfig) -> str | None:
     if not cfg.spectral:
         return "--no-spectral"
-    if classify(name) in ("embed", "lm_head") and not cfg.embeddings:
+    if view.layer_type in ("embed", "lm_head") and not cfg.embeddings:
         return "embedding/lm_head: skipped by default (memory); pass --embeddings"
     return None
 
@@ -210,6 +210,8 @@ def run_compare(cfg: CompareConfig, progress: Callable | None = None) -> Path:
         tuned.extend(open_checkpoint(t) for t in cfg.tuned)
         names = check_alignment([base, *tuned], cfg.include, cfg.exclude)
         layer, _ = choose_layer(list(names), cfg.layer)
+        arch = architecture_for(cfg.base, *cfg.tuned)
+        views = {n: arch.views(n, base.info(n).shape) for n in names}
         settings = {
             **{key: getattr(cfg, key) for key in (*_SETTINGS, "include", "exclude")},
             "base": str(Path(cfg.base).resolve()),
@@ -220,9 +222,11 @@ def run_compare(cfg: CompareConfig, progress: Callable | None = None) -> Path:
             "jax_version": jax.__version__,
             "dtype_differences": names.dtype_differences,
             "skipped_by_reader": names.skipped,
+            "architecture": arch.describe(),
+            "warnings": run_warnings(arch, views, names),
         }
         out = _prepare_out(cfg, settings)
-        jobs = plan_jobs(cfg, base, keys, list(names), layer, out)
+        jobs = plan_jobs(cfg, base, keys, list(names), layer, out, views)
         if cfg.ray is None or not jobs:  # nothing left to do: no need to start Ray
             _stream(cfg, base, tuned, keys, jobs, out, progress)
         else:
@@ -242,26 +246,60 @@ def _done_sets(out: Path) -> tuple[set, set]:
     return done, pairs
 
 
+def run_warnings(arch: Architecture, views: dict[str, tuple[View, ...]], names) -> list[str]:
+    """The run's warnings, one line each: the typing's (`Architecture.warnings`, untyped matrices), dtype
+    differences between base and tuned, and tensors the reader cannot compare (integer, bool, float8)."""
+    lines = list(arch.warnings)
+    untyped = arch.untyped_warning([v for vs in views.values() for v in vs])
+    if untyped:
+        lines.append(untyped)
+    diffs = names.dtype_differences
+    if diffs:
+        lines.append(
+            f"{len(diffs)} tensor(s) stored in different dtypes in base and tuned (e.g. {diffs[0]}): "
+            "'unchanged' then means equal values after an exact float64 upcast, not equal stored bits"
+        )
+    if names.skipped:
+        lines.append(
+            f"{len(names.skipped)} integer/bool/float8 tensor(s) are not weights threegate compares and "
+            f"were left out: {'; '.join(names.skipped[:5])}"
+            + (f" (+{len(names.skipped) - 5} more)" if len(names.skipped) > 5 else "")
+        )
+    return lines
+
+
 def plan_jobs(
-    cfg: CompareConfig, base: Checkpoint, keys: list[str], names: list[str], layer, out: Path
+    cfg: CompareConfig,
+    base: Checkpoint,
+    keys: list[str],
+    names: list[str],
+    layer,
+    out: Path,
+    views: dict[str, tuple[View, ...]] | None = None,
 ) -> list[Job]:
-    """The units still to run, in stream order: for each name what `tensors.jsonl`, `pairs.jsonl` and the
-    consensus maps of `out` lack (all of it for a fresh run)."""
+    """The units still to run, in stream order: for each stored name what `tensors.jsonl`, `pairs.jsonl` and
+    the consensus maps of `out` lack for any of its views (all of it for a fresh run)."""
     done, done_pairs = _done_sets(out)
     all_pairs = [(keys[i], keys[j]) for i in range(len(keys)) for j in range(i + 1, len(keys))]
     jobs = []
     for name in names:
-        want = frozenset(key for key in keys if (name, key) not in done)
-        want_pairs = frozenset(pr for pr in all_pairs if (name, *pr) not in done_pairs)
         info = base.info(name)
-        in_layer = len(info.shape) == 2 and layer is not None and layer_index(name) == layer
-        need_cons = in_layer and not consensus_path(out, name).exists()
+        vs = views[name] if views is not None else Architecture().views(name, info.shape)
+        want = frozenset(key for key in keys if any((v.name, key) not in done for v in vs))
+        want_pairs = frozenset(
+            pr for pr in all_pairs if any((v.name, *pr) not in done_pairs for v in vs)
+        )
+        in_layer = layer is not None and layer_index(name) == layer
+        need_cons = in_layer and any(
+            len(v.shape(info.shape)) == 2 and not consensus_path(out, v.name).exists() for v in vs
+        )
         if not (want or want_pairs or need_cons):
             continue
-        reason = _skip_reason(name, cfg)
+        reason = _skip_reason(vs[0], cfg)
         big = math.prod(info.shape) * info.dtype.itemsize > cfg.block_bytes
-        blocked = reason is not None and big and classify(name) in ("embed", "lm_head")
-        jobs.append(Job(name, want, want_pairs, need_cons, reason, blocked))
+        single = len(vs) == 1 and vs[0].whole
+        blocked = reason is not None and big and single and vs[0].layer_type in ("embed", "lm_head")
+        jobs.append(Job(name, want, want_pairs, need_cons, reason, blocked, tuple(vs)))
     return jobs
 
 

@@ -4,7 +4,11 @@
 summary dict:
 
 * `table1`: per tuned checkpoint, the Table-1 row (base, tuned, sparsity over all parameters) plus the
-  linear-only sparsity (q, k, v, o, gate, up, down weights; Tables 4/5 scope).
+  linear-only sparsity (every projection matrix: q, k, v, o, gate, up, down, the parts of fused ones, MLA's
+  q_a/q_b/kv_a/kv_b, routers, in every expert; `threegate.checkpoints.arch.PROJECTION_TYPES`).
+* `per_tuned[key]`: `linear` and `all_matrices` aggregates (every 2-D record, `other` included), `by_type`,
+  and for MoE `by_expert` (per layer and expert: tensors, changed entries, sparsity, mean relative update).
+* `warnings`: the run's warning lines (`run.json`), one per problem.
 * `by_type`: per tuned checkpoint and layer type, means of the overlaps (M10) and their random baselines, mean
   max principal angle (M11, max over U and V), mean NSS (M12), worst Weyl/Wedin ratios, energy-share lift.
 * `table2` (two or more tuned checkpoints): per layer type, the mean over tensors and off-diagonal pairs of
@@ -19,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from threegate.checkpoints import LINEAR_TYPES
+from threegate.checkpoints.arch import PROJECTION_TYPES
 from threegate.compare.jsonl import read_jsonl, to_jsonable
 from threegate.compare.order import pair_order, tensor_order
 
@@ -81,7 +85,34 @@ def _sparsity(recs: list[dict]) -> tuple[float | None, int, int]:
 
 
 def _is_linear(r: dict) -> bool:
-    return r["layer_type"] in LINEAR_TYPES and r["name"].endswith(".weight")
+    """A projection matrix (its record is 2-D; biases are typed "bias")."""
+    return r["layer_type"] in PROJECTION_TYPES and len(r["shape"]) == 2
+
+
+def _by_expert(recs: list[dict]) -> list[dict]:
+    """Per (layer, expert) of the expert records: which experts the update touched, and how much."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in recs:
+        if r.get("expert_kind") is not None:
+            e = r.get("expert")
+            groups[(r.get("layer"), r["expert_kind"], -1 if e is None else e)].append(r)
+    rows = []
+    for (layer, kind, e), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] is None, kv[0])):
+        ok = [r for r in rs if r.get("changed") is not None]
+        rows.append(
+            {
+                "layer": layer,
+                "expert": None if e < 0 else e,
+                "expert_kind": kind,
+                "tensors": len(rs),
+                "numel": sum(r["numel"] for r in rs),
+                "changed": sum(r["changed"] for r in ok) if ok else None,
+                "sparsity": _sparsity(rs)[0],
+                "rel_update_fro_mean": _mean(r.get("rel_update_fro") for r in rs),
+                "max_angle_deg_mean": _mean(_max_angle(r) for r in rs),
+            }
+        )
+    return rows
 
 
 def _table2(pairs: list[dict], tuned: list[str], layer: int | None) -> dict:
@@ -162,6 +193,7 @@ def summarize(out: str | Path) -> dict:
         for t in sorted({r["layer_type"] for r in mine}):
             by_type[t] = _type_stats([r for r in mine if r["layer_type"] == t])
         linear = _type_stats([r for r in mine if _is_linear(r)])
+        matrices = [r for r in mine if len(r["shape"]) == 2]
         nonfinite = [r["name"] for r in mine if sum(r["nonfinite"].values())]
         summary["per_tuned"][key] = {
             "tensors": len(mine),
@@ -171,13 +203,19 @@ def summarize(out: str | Path) -> dict:
             "numel_linear": n_lin,
             "numel_excluded_nonfinite": ex_all,
             "nonfinite_tensors": nonfinite,
+            "numel_all_matrices": _sparsity(matrices)[1],
             "linear": linear,
+            "all_matrices": _type_stats(matrices),
             "by_type": by_type,
         }
+        experts = _by_expert(mine)
+        if experts:
+            summary["per_tuned"][key]["by_expert"] = experts
         table1.append(
             {"base": run["base"], "tuned": key, "sparsity": s_all, "sparsity_linear": s_lin}
         )
     summary["table1"] = table1
+    summary["warnings"] = list(run.get("warnings", []))
     if len(tuned) >= 2:
         summary["table2"] = _table2(pairs, tuned, run.get("layer"))
     _write_npz(out, tuned)
@@ -204,6 +242,11 @@ def format_summary(summary: dict) -> str:
             f"{_fmt(lin['overlap_low'], '.3f')!s:>7} {_fmt(lin['overlap_low_random'], '.3f')!s:>7} "
             f"{_fmt(lin['max_angle_deg_mean'], '.3f')!s:>8} {_fmt(lin['spectral_shift_mean'], '.2e')!s:>9} "
             f"{_fmt(lin['weyl_ratio_max'], '.3f')!s:>6} {_fmt(lin['wedin_ratio_max'], '.3f')!s:>6}"
+        )
+        lines.append(
+            f"  all matrices: sparsity {_fmt(s['all_matrices']['sparsity'])} over "
+            f"{s['numel_all_matrices']} entries; linear {_fmt(s['sparsity_linear'])} over "
+            f"{s['numel_linear']}"
         )
         if s["nonfinite_tensors"]:
             lines.append(

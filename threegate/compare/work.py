@@ -27,7 +27,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from threegate.checkpoints import Checkpoint, TensorInfo, classify, layer_index
+from threegate.checkpoints import Checkpoint, TensorInfo
+from threegate.checkpoints.arch import View
 from threegate.compare.coords import changed_mask, jaccard, jaccard_baseline
 from threegate.compare.metrics import _ratio_summary, measure_info, prepare_base, tensor_metrics
 
@@ -58,6 +59,8 @@ class Job(NamedTuple):
       need_cons: the tensor is a matrix of the chosen layer and its consensus map is missing.
       skip: why spectral work is skipped (None: it is done).
       blocked: a large non-spectral embedding/`lm_head` matrix, read in row blocks.
+      views: how the stored tensor is analysed (`threegate.checkpoints.arch.View`: one, or the parts of a
+        fused matrix / the experts of a stacked one), each giving its own records.
     """
 
     name: str
@@ -66,6 +69,15 @@ class Job(NamedTuple):
     need_cons: bool
     skip: str | None
     blocked: bool
+    views: tuple[View, ...] = ()
+
+    def all_views(self) -> tuple[View, ...]:
+        """`views`, or the stored tensor as one view of its name-based type."""
+        if self.views:
+            return self.views
+        from threegate.checkpoints import classify, layer_index
+
+        return (View(self.name, self.name, classify(self.name), layer_index(self.name)),)
 
 
 class UnitResult(NamedTuple):
@@ -106,12 +118,13 @@ def consensus_path(out: Path, name: str) -> Path:
     return out / "consensus" / (name.replace("/", "_") + ".npz")
 
 
-def pair_record(name, a, b, jac, p, q, bad=False) -> dict:
+def pair_record(view: View, a, b, jac, p, q, bad=False) -> dict:
     """A `pairs.jsonl` line: Jaccard of the update masks of `a` and `b` (M3) and its baseline (M4)."""
     return {
-        "name": name,
-        "layer_type": classify(name),
-        "layer": layer_index(name),
+        "name": view.name,
+        "layer_type": view.layer_type,
+        "layer": view.layer,
+        "expert": view.expert,
         "tuned_a": a,
         "tuned_b": b,
         "jaccard": None if bad else jac,
@@ -133,60 +146,75 @@ def profile_line(name: str, key: str | None, profiles: dict) -> dict:
 def tensor_unit(
     cfg, keys: list[str], base: Checkpoint, tuned: list[Checkpoint], job: Job, out: Path
 ) -> UnitResult:
-    """All records of one tensor: base work once, then each tuned checkpoint; masks kept only for pairs and
-    the consensus map (written to `consensus_path(out, name)`)."""
-    name = job.name
+    """All records of one stored tensor: for each of its views (the tensor, or the parts of a fused one) base
+    work once, then each tuned checkpoint; masks kept only for pairs and the consensus maps (written to
+    `consensus_path(out, view.name)`)."""
     res = UnitResult([], [], [])
-    w0 = base.load(name)
-    state = None
-    masks: dict[str, np.ndarray | None] = {}
+    views = job.all_views()
+    w0_stored = base.load(job.name)
+    w0s = [v.take(w0_stored) for v in views]
+    del w0_stored
+    states: list = [None] * len(views)
+    masks: list[dict[str, np.ndarray | None]] = [{} for _ in views]
     bad: set[str] = set()
     for key, t in zip(keys, tuned, strict=True):
         needs_mask = job.need_cons or any(key in pr for pr in job.want_pairs)
         if key not in job.want and not needs_mask:
             continue
-        w1 = t.load(name)
-        if key in job.want:
-            if state is None:
-                state = prepare_base(
-                    w0,
-                    cfg.k,
-                    cfg.alpha,
-                    spectral=cfg.spectral,
-                    dtype=cfg.dtype,
-                    skip_reason=job.skip,
+        w1_stored = t.load(job.name)
+        for i, (view, w0) in enumerate(zip(views, w0s, strict=True)):
+            w1 = view.take(w1_stored)
+            if key in job.want:
+                if states[i] is None:
+                    states[i] = prepare_base(
+                        w0,
+                        cfg.k,
+                        cfg.alpha,
+                        spectral=cfg.spectral,
+                        dtype=cfg.dtype,
+                        skip_reason=job.skip,
+                    )
+                    if states[i].spectrum is not None:
+                        res.profiles.append(
+                            profile_line(view.name, None, {"sigma_base": states[i].spectrum.s})
+                        )
+                r = tensor_metrics(
+                    view.name, w0, w1, cfg.k, cfg.alpha, base=states[i], dtype=cfg.dtype
                 )
-                if state.spectrum is not None:
-                    res.profiles.append(profile_line(name, None, {"sigma_base": state.spectrum.s}))
-            r = tensor_metrics(name, w0, w1, cfg.k, cfg.alpha, base=state, dtype=cfg.dtype)
-            if r.profiles:
-                res.profiles.append(profile_line(name, key, r.profiles))
-            res.tensors.append({**r.record, "tuned": key})
-            mask = r.mask
-        else:
-            finite = np.isfinite(w0).all() and np.isfinite(w1).all()
-            mask = changed_mask(w0, w1)[0] if finite else None
-        if mask is None:
-            bad.add(key)
-        masks[key] = mask if needs_mask else None
-        del w1
-    for a, b in sorted(job.want_pairs):
-        ma, mb = masks.get(a), masks.get(b)
-        if ma is None or mb is None:
-            res.pairs.append(pair_record(name, a, b, None, 0.0, 0.0, bad=True))
-            continue
-        p, q = float(ma.mean()), float(mb.mean())
-        res.pairs.append(pair_record(name, a, b, jaccard(ma, mb), p, q))
-    if job.need_cons and not bad and masks:
-        stack = [masks[k] for k in keys]
-        count = np.sum(np.stack(stack), axis=0, dtype=np.uint8 if len(stack) < 256 else np.uint16)
-        path = consensus_path(out, name)
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # not *.npz: never read as a map
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, count=count, runs=len(stack))
-        os.replace(tmp, path)
+                if r.profiles:
+                    res.profiles.append(profile_line(view.name, key, r.profiles))
+                res.tensors.append({**r.record, **view.fields(), "tuned": key})
+                mask = r.mask
+            else:
+                finite = np.isfinite(w0).all() and np.isfinite(w1).all()
+                mask = changed_mask(w0, w1)[0] if finite else None
+            if mask is None:
+                bad.add(key)
+            masks[i][key] = mask if needs_mask else None
+            del w1
+        del w1_stored
+    for view, vm in zip(views, masks, strict=True):
+        for a, b in sorted(job.want_pairs):
+            ma, mb = vm.get(a), vm.get(b)
+            if ma is None or mb is None:
+                res.pairs.append(pair_record(view, a, b, None, 0.0, 0.0, bad=True))
+                continue
+            p, q = float(ma.mean()), float(mb.mean())
+            res.pairs.append(pair_record(view, a, b, jaccard(ma, mb), p, q))
+        if job.need_cons and not bad and vm and len(view.shape(base.info(job.name).shape)) == 2:
+            _write_consensus(out, view.name, [vm[k] for k in keys])
     return res
+
+
+def _write_consensus(out: Path, name: str, stack: list[np.ndarray]) -> None:
+    """The consensus count map (M5) of one matrix, written atomically."""
+    count = np.sum(np.stack(stack), axis=0, dtype=np.uint8 if len(stack) < 256 else np.uint16)
+    path = consensus_path(out, name)
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # not *.npz: never read as a map
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, count=count, runs=len(stack))
+    os.replace(tmp, path)
 
 
 def block_ranges(info: TensorInfo, block_bytes: int) -> list[tuple[int, int]]:
@@ -267,6 +295,7 @@ def finish_blocked(
 ) -> UnitResult:
     """The records of a blocked tensor from its row-block partials (in row order)."""
     name = job.name
+    view = job.all_views()[0]
     nf0, w2, acc, inter = _merge(partials, len(keys))
     numel = math.prod(info.shape)
     res = UnitResult([], [], [])
@@ -276,8 +305,6 @@ def finish_blocked(
         ok = nf0 == 0 and st["nf1"] == 0
         rec = {
             "name": name,
-            "layer_type": classify(name),
-            "layer": layer_index(name),
             "shape": list(info.shape),
             "dtype": str(info.dtype),
             "numel": numel,
@@ -292,6 +319,7 @@ def finish_blocked(
             "spectral_skipped": job.skip if ok else "non-finite values",
             "blocked_rows": True,
             "measure": measure_info(cfg.dtype),
+            **view.fields(),
         }
         if dt != info.dtype:
             rec["dtype_tuned"] = str(dt)
@@ -307,7 +335,7 @@ def finish_blocked(
         p, q = acc[i]["changed"] / numel, acc[j]["changed"] / numel
         bad = bool(nf0 or acc[i]["nf1"] or acc[j]["nf1"])
         jac = None if bad else (n_and / n_or if n_or else None)
-        res.pairs.append(pair_record(name, keys[i], keys[j], jac, p, q, bad))
+        res.pairs.append(pair_record(view, keys[i], keys[j], jac, p, q, bad))
     return res
 
 
