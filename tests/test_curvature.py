@@ -117,9 +117,9 @@ def test_planted_inputs_in_the_top_subspace_make_the_orthogonal_family_flat():
 
 def test_llama_driver_matches_a_plain_closure_and_resumes(tmp_path):
     from threegate.lm.config import LlamaConfig
+    from threegate.lm.logprobs import completion_logits
     from threegate.lm.model import init_params
     from threegate.lm.tasks import CharTask
-    from threegate.lm.train import _completion_logits
     from threegate.study.curvature import (
         CurvatureConfig,
         _batch,
@@ -143,7 +143,7 @@ def test_llama_driver_matches_a_plain_closure_and_resumes(tmp_path):
     dirs = unit_directions(params[name], 4, 0.5, jax.random.fold_in(jax.random.key(1), i), 3)
 
     def fn(m):
-        return _completion_logits({**params, name: m}, mcfg, prompts, pmask, comp, cmask, 1.0)
+        return completion_logits({**params, name: m}, mcfg, prompts, pmask, comp, cmask, 1.0)
 
     want = np.asarray(fisher_along(fn, params[name], dirs["principal"], cmask))
     np.testing.assert_allclose(rec["families"]["principal"]["values"], want, rtol=1e-4)

@@ -26,7 +26,7 @@ import numpy as np
 
 from threegate import bf16
 from threegate.kl import fisher_form_categorical, kl_categorical
-from threegate.lm.train import _completion_logits
+from threegate.lm.logprobs import completion_logits
 
 __all__ = ["gate1_record", "gate3_record"]
 
@@ -95,7 +95,7 @@ def _gate1_batch(before, after, mcfg, prompts, pmask, completion, cmask, tempera
     delta = jax.tree.map(lambda a, b: a.astype(jnp.float32) - b.astype(jnp.float32), after, before)
 
     def logits_of(p):
-        return _completion_logits(p, mcfg, prompts, pmask, completion, cmask, temperature)
+        return completion_logits(p, mcfg, prompts, pmask, completion, cmask, temperature)
 
     z, dz = jax.jvp(logits_of, (p32,), (delta,))
     z_after = logits_of(jax.tree.map(lambda x: x.astype(jnp.float32), after))

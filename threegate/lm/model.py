@@ -42,6 +42,7 @@ __all__ = [
     "rope_angles",
     "stack_layers",
     "unembed",
+    "unembedding",
 ]
 
 _F32 = jnp.float32
@@ -206,12 +207,15 @@ def _decoder(
     positions: Array,
     attend,
     per_layer=None,
+    remat: bool = False,
 ) -> tuple[Array, Any]:
     """Embedding, the `n_layers` blocks as one `lax.scan` over `layers` (see `stack_layers`), final norm.
 
     `attend(q, k, v, xs) -> (out, aux)` does one layer's attention, where `xs` is that layer's slice of
     `per_layer` (e.g. its KV-cache slots); the stacked `aux` of all layers is returned with the normed hidden
-    states `[b, t, d]`. One block is compiled once, whatever the depth.
+    states `[b, t, d]`. One block is compiled once, whatever the depth. `remat` rematerialises the block in a
+    backward pass (`jax.checkpoint`): only each layer's input residual stream `[b, t, d]` is kept, and the block's
+    activations are recomputed, one more forward of the blocks for a memory of one layer instead of all.
     """
     h = jnp.take(params["model.embed_tokens.weight"], tokens, axis=0).astype(_F32)
     cos, sin = rope_angles(positions, cfg.head_dim, cfg.rope_theta)
@@ -220,13 +224,19 @@ def _decoder(
         w, extra = xs
         return _block(w, cfg, h, cos, sin, lambda q, k, v: attend(q, k, v, extra))
 
+    if remat:
+        body = jax.checkpoint(body)
     h, aux = jax.lax.scan(body, h, (layers, per_layer))
     return rms_norm(h, params["model.norm.weight"], cfg.rms_eps), aux
 
 
+def unembedding(params: dict, cfg: LlamaConfig) -> Array:
+    """The unembedding matrix `[V, d]`: the tied embedding, or `lm_head.weight`."""
+    return params["model.embed_tokens.weight" if cfg.tie_embeddings else "lm_head.weight"]
+
+
 def _unembed(params: dict, cfg: LlamaConfig, h: Array) -> Array:
-    name = "model.embed_tokens.weight" if cfg.tie_embeddings else "lm_head.weight"
-    return _linear(h, params[name])
+    return _linear(h, unembedding(params, cfg))
 
 
 def unembed(params: dict, cfg: LlamaConfig, h: Float[Array, "*b d"]) -> Float[Array, "*b v"]:
@@ -266,7 +276,7 @@ def _self_allowed(mask: Array) -> Array:
     return (causal & mask[:, None, :]) | jnp.eye(t, dtype=bool)[None, :, :]
 
 
-def _hidden(params, cfg, tokens, mask, positions, layers):
+def _hidden(params, cfg, tokens, mask, positions, layers, remat=False):
     check_params(params, cfg)
     tokens, mask, positions = _canonical(cfg, tokens, mask, positions)
     allowed = _self_allowed(mask)
@@ -279,11 +289,12 @@ def _hidden(params, cfg, tokens, mask, positions, layers):
         tokens,
         positions,
         lambda q, k, v, _: (_attend(q, k, v, allowed, cfg.n_rep), None),
+        remat=remat,
     )
     return h
 
 
-@partial(jax.jit, static_argnames=("cfg",))
+@partial(jax.jit, static_argnames=("cfg", "remat"))
 def hidden_states(
     params: dict,
     cfg: LlamaConfig,
@@ -292,14 +303,16 @@ def hidden_states(
     mask: Bool[ArrayLike, "b t"] | None = None,
     positions: Int[ArrayLike, "b t"] | None = None,
     layers: dict | None = None,
+    remat: bool = False,
 ) -> Float[Array, "b t d"]:
     """The final-normed hidden states $h_{b,t}$ whose `unembed` gives `forward`'s logits (float32).
 
     Cheaper than `forward` when only some positions need logits (the vocabulary projection is $V \times d$ per
     position). `layers` may hold the blocks' weights already stacked (`stack_layers`, any float dtype); by
-    default they are stacked from `params`.
+    default they are stacked from `params`. `remat` recomputes each block in a backward pass instead of keeping
+    its activations (same values and gradients; see `_decoder`).
     """
-    return _hidden(params, cfg, tokens, mask, positions, layers)
+    return _hidden(params, cfg, tokens, mask, positions, layers, remat)
 
 
 @partial(jax.jit, static_argnames=("cfg",))

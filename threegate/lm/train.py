@@ -29,6 +29,7 @@ import optax
 
 from threegate.lm.adapters import AdapterConfig, merge
 from threegate.lm.config import LlamaConfig
+from threegate.lm.logprobs import completion_hidden, token_logprobs, token_stats
 from threegate.lm.losses import (
     batch_normalized_advantages,
     clipped_pg_loss,
@@ -37,7 +38,7 @@ from threegate.lm.losses import (
     masked_mean,
     sft_loss,
 )
-from threegate.lm.model import hidden_states, unembed
+from threegate.lm.model import unembedding
 from threegate.lm.sparse import build_masks, is_linear_name, unchanged_fraction
 
 __all__ = [
@@ -86,6 +87,12 @@ class TrainConfig:
       dynamic_sampling, dapo_max_rounds: DAPO's dynamic sampling (App. C.1): refill the batch with groups whose
         rewards are not all equal, drawing up to `dapo_max_rounds` rounds of P prompts (see `fit`); groups that
         are still all-equal carry zero weight.
+      kl_metrics: log the token-wise KL to the base (k1, k3 and exact) and the entropy on each step's samples,
+        at the cost of one forward pass of the base model per step (its own phase; off for speed).
+      remat: recompute each decoder block in the backward pass instead of keeping its activations (memory of
+        one layer instead of all, for one more forward of the blocks; same update).
+      vocab_chunk: rows of the unembedding per block of the chunked log-probabilities
+        (`threegate.lm.logprobs`; None: a divisor of the vocabulary near 8192).
       seed: the run's seed; same seed ⇒ identical logs.
     """
 
@@ -113,6 +120,9 @@ class TrainConfig:
     adapter: AdapterConfig | None = None
     dynamic_sampling: bool = True
     dapo_max_rounds: int = 3
+    kl_metrics: bool = True
+    remat: bool = False
+    vocab_chunk: int | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -138,6 +148,8 @@ class TrainConfig:
             raise ValueError(f"dapo_max_rounds must be >= 1, got {self.dapo_max_rounds}")
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise ValueError("need temperature > 0 and 0 < top_p <= 1")
+        if self.vocab_chunk is not None and self.vocab_chunk < 1:
+            raise ValueError(f"vocab_chunk must be >= 1 or None, got {self.vocab_chunk}")
 
     @property
     def clip_high(self) -> float:
@@ -157,6 +169,13 @@ class TrainConfig:
     @property
     def updates_per_step(self) -> int:
         return self.epochs * self.minibatches
+
+    @property
+    def needs_old_pass(self) -> bool:
+        """Whether the PPO ratio needs $\\log\\pi_{old}$ from a pass of its own. With one update per step the
+        policy that sampled is the one being differentiated, the ratio is exactly 1 and $\\log\\pi_{old}$ is the
+        loss pass's own $\\log\\pi$ (stop-gradient), as TRL and verl do."""
+        return self.algo != "sft" and self.updates_per_step > 1
 
 
 class TrainState(NamedTuple):
@@ -239,21 +258,32 @@ def _upcast(tree):
     return jax.tree.map(lambda x: x.astype(jnp.float32), tree)
 
 
-def _completion_logits(params, mcfg, prompts, pmask, completion, cmask, temperature):
-    """Logits `[B, N, V]` (divided by the temperature) that predict each completion token.
+@jax.custom_vjp
+def _stored_values(master: jax.Array, stored: jax.Array) -> jax.Array:
+    """`f32(stored)` (with `stored = bf16(master)`) whose gradient goes to `master` as the identity."""
+    return stored.astype(jnp.float32)
 
-    The vocabulary projection runs on the N positions that predict completion tokens only, not on the prompt.
+
+def _stored_values_fwd(master, stored):
+    return stored.astype(jnp.float32), stored
+
+
+def _stored_values_bwd(stored, g):
+    return g, jnp.zeros_like(stored)
+
+
+_stored_values.defvjp(_stored_values_fwd, _stored_values_bwd)
+
+
+def _straight_through(master, stored):
+    """The float32 values of the stored weights, differentiable as the identity in the float32 `master`.
+
+    The loss is evaluated at the stored point, $L(\\mathrm{f32}(w_{bf16}))$, and its gradient there is the
+    gradient for the master (mixed precision, App. C.1). Taking it through this identity instead of through a
+    float32 copy of the stored weights lets the upcast fuse into the layer stacking, so no separate float32 copy
+    of the model is made for the backward pass.
     """
-    t = prompts.shape[1]
-    full = jnp.concatenate([prompts, completion], axis=1)
-    fmask = jnp.concatenate([pmask, cmask], axis=1)
-    h = hidden_states(params, mcfg, full, mask=fmask)
-    return unembed(params, mcfg, h[:, t - 1 : -1]) / temperature
-
-
-def _token_logp(logits, tokens):
-    lp = jax.nn.log_softmax(logits, axis=-1)
-    return jnp.take_along_axis(lp, tokens[:, :, None], axis=-1)[:, :, 0], lp
+    return jax.tree.map(_stored_values, master, stored)
 
 
 def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
@@ -333,43 +363,40 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
             group=g,
         )
 
-    def sample_metrics(state, frozen, b: Batch):
-        """Token-wise KL to the base (M14: k1, k3 and exact), entropy, on the on-policy samples."""
-        logits = _completion_logits(
-            effective(state, frozen),
-            mcfg,
-            b.prompts,
-            b.prompt_mask,
-            b.completion,
-            b.completion_mask,
-            cfg.temperature,
+    temperature = float(cfg.temperature)
+    chunk = cfg.vocab_chunk
+
+    def policy_hidden(params, b: Batch):
+        """Hidden states of `params` at the positions that predict the sampled completion (no gradient)."""
+        h = completion_hidden(
+            params, mcfg, b.prompts, b.prompt_mask, b.completion, b.completion_mask
         )
-        ref_logits = _completion_logits(
-            frozen.ref,
-            mcfg,
-            b.prompts,
-            b.prompt_mask,
-            b.completion,
-            b.completion_mask,
-            cfg.temperature,
-        )
-        logp, lp_all = _token_logp(logits, b.completion)
-        logp_ref, lq_all = _token_logp(ref_logits, b.completion)
-        p_all = jnp.exp(lp_all)
-        m = b.completion_mask
+        return jax.lax.stop_gradient(h)
+
+    def logprobs_of(h, params, tokens, temp):
+        return token_logprobs(h, unembedding(params, mcfg), tokens, temperature=temp, chunk=chunk)
+
+    def kl_metrics(h, params, h_ref, frozen, b: Batch):
+        """Token-wise KL to the base (M14: k1, k3 and exact) and entropy on the on-policy samples: the
+        instrumentation phase (`cfg.kl_metrics`), one chunked pass over the vocabulary."""
         from threegate.kl import kl_k1, kl_k3
 
-        metrics = {
-            "reward": jnp.mean(b.rewards),
-            "accuracy": jnp.mean(b.correct.astype(jnp.float32)),
-            "kl_k1": masked_mean(kl_k1(logp, logp_ref), m),
-            "kl_k3": masked_mean(kl_k3(logp, logp_ref), m),
-            "kl_exact": masked_mean(jnp.sum(p_all * (lp_all - lq_all), axis=-1), m),
-            "entropy": masked_mean(-jnp.sum(p_all * lp_all, axis=-1), m),
-            "response_len": jnp.mean(jnp.sum(m, axis=1).astype(jnp.float32)),
-            "gen_tokens": jnp.sum(m).astype(jnp.float32),
+        st = token_stats(
+            h,
+            unembedding(params, mcfg),
+            b.completion,
+            h_ref,
+            unembedding(frozen.ref, mcfg),
+            temperature=temperature,
+            chunk=chunk,
+        )
+        m = b.completion_mask
+        return {
+            "kl_k1": masked_mean(kl_k1(st["logp"], st["logp_ref"]), m),
+            "kl_k3": masked_mean(kl_k3(st["logp"], st["logp_ref"]), m),
+            "kl_exact": masked_mean(st["kl_exact"], m),
+            "entropy": masked_mean(st["entropy"], m),
         }
-        return metrics, logp, logp_ref
 
     def advantages(rewards):
         r = rewards.reshape(-1, g)
@@ -382,24 +409,34 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
         return adv, jnp.ones_like(rewards)
 
     def loss_fn(train32, frozen, mb, logp_old, logp_ref, adv, keep):
+        """The minimised loss and (clip fraction, the pass's completion hidden states, stop-gradient)."""
         params = run_params(train32, frozen)
         if cfg.algo == "sft":
-            logits = _completion_logits(
-                params, mcfg, mb.prompts, mb.prompt_mask, mb.targets, mb.target_mask, 1.0
+            h = completion_hidden(
+                params,
+                mcfg,
+                mb.prompts,
+                mb.prompt_mask,
+                mb.targets,
+                mb.target_mask,
+                remat=cfg.remat,
             )
-            logp, _ = _token_logp(logits, mb.targets)
-            loss = sft_loss(logp, mb.target_mask)
-            return loss, jnp.zeros((), jnp.float32)
-        logits = _completion_logits(
+            logp = logprobs_of(h, params, mb.targets, 1.0)
+            return sft_loss(logp, mb.target_mask), (jnp.zeros((), jnp.float32), None)
+        h = completion_hidden(
             params,
             mcfg,
             mb.prompts,
             mb.prompt_mask,
             mb.completion,
             mb.completion_mask,
-            cfg.temperature,
+            remat=cfg.remat,
         )
-        logp, _ = _token_logp(logits, mb.completion)
+        logp = logprobs_of(h, params, mb.completion, temperature)
+        if (
+            logp_old is None
+        ):  # one update per step: the sampling policy is this one (ratio exactly 1)
+            logp_old = jax.lax.stop_gradient(logp)
         out = clipped_pg_loss(
             logp,
             logp_old,
@@ -409,11 +446,11 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
             eps_high=cfg.clip_high,
             normalization=cfg.normalization,
             seq_weight=keep,
-            logp_ref=logp_ref if cfg.beta > 0 else None,
+            logp_ref=logp_ref,
             beta=cfg.beta,
             kl_estimator=cfg.kl_estimator,
         )
-        return out.loss, out.clip_frac
+        return out.loss, (out.clip_frac, jax.lax.stop_gradient(h))
 
     def apply_masks(tree, masks):
         if masks is None:
@@ -424,12 +461,37 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
         }
 
     def update(state, frozen, b: Batch, key):
-        metrics, logp_old, logp_ref = sample_metrics(state, frozen, b)
+        m = b.completion_mask
+        metrics = {
+            "reward": jnp.mean(b.rewards),
+            "accuracy": jnp.mean(b.correct.astype(jnp.float32)),
+            "response_len": jnp.mean(jnp.sum(m, axis=1).astype(jnp.float32)),
+            "gen_tokens": jnp.sum(m).astype(jnp.float32),
+        }
         if cfg.algo == "sft":
             adv = keep = jnp.ones(b.rewards.shape, jnp.float32)
         else:
             adv, keep = advantages(b.rewards)
         metrics["kept_frac"] = jnp.mean(keep)
+        # The reference pass: the KL penalty's log pi_ref and the logged KL to the base.
+        h_ref = policy_hidden(frozen.ref, b) if (cfg.kl_metrics or cfg.beta > 0) else None
+        logp_ref = None
+        if cfg.beta > 0:
+            logp_ref = jax.lax.stop_gradient(
+                logprobs_of(h_ref, frozen.ref, b.completion, temperature)
+            )
+        # The old-policy pass: PPO's log pi_old when several updates share one rollout; SFT's loss runs on the
+        # references, so its on-policy KL needs the policy on its samples too.
+        h_old = logp_old = None
+        params = effective(state, frozen)
+        if cfg.needs_old_pass or (cfg.algo == "sft" and cfg.kl_metrics):
+            h_old = policy_hidden(params, b)
+            if cfg.needs_old_pass:
+                logp_old = jax.lax.stop_gradient(
+                    logprobs_of(h_old, params, b.completion, temperature)
+                )
+        if cfg.kl_metrics and h_old is not None:
+            metrics |= kl_metrics(h_old, params, h_ref, frozen, b)
         n_prompts = b.prompts.shape[0] // g
         per_mb = n_prompts // cfg.minibatches
         perms = [
@@ -439,13 +501,20 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
         seq_idx = (
             groups[:, :, None] * g + jnp.arange(g, dtype=groups.dtype)[None, None, :]
         ).reshape(cfg.updates_per_step, per_mb * g)
+        keep_h = cfg.kl_metrics and h_old is None  # the loss pass's h gives the policy's metrics
 
         def one_update(carry, idx):
             master, stored, opt_state = carry
-            take = lambda x: jnp.take(x, idx, axis=0)  # noqa: E731
+            take = lambda x: None if x is None else jnp.take(x, idx, axis=0)  # noqa: E731
             mb = jax.tree.map(take, b)
-            (loss, clip), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                _upcast(stored), frozen, mb, take(logp_old), take(logp_ref), take(adv), take(keep)
+            (loss, (clip, h)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                _straight_through(master, stored),
+                frozen,
+                mb,
+                take(logp_old),
+                take(logp_ref),
+                take(adv),
+                take(keep),
             )
             grads = apply_masks(grads, frozen.masks)
             gnorm = optax.tree.norm(grads)
@@ -453,11 +522,21 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
                 updates, opt_state = opt.update(grads, opt_state, master)
             updates = apply_masks(updates, frozen.masks)
             master = jax.tree.map(lambda p, u: p + u, master, updates)
-            return (master, _to_stored(master), opt_state), (loss, clip, gnorm)
+            return (master, _to_stored(master), opt_state), (
+                loss,
+                clip,
+                gnorm,
+                h if keep_h else None,
+            )
 
-        (master, stored, opt_state), (loss, clip, gnorm) = jax.lax.scan(
+        (master, stored, opt_state), (loss, clip, gnorm, hs) = jax.lax.scan(
             one_update, (state.master, state.stored, state.opt_state), seq_idx
         )
+        if (
+            keep_h
+        ):  # one update: its pass ran at the pre-update policy on the batch's rows seq_idx[0]
+            mb0 = jax.tree.map(lambda x: jnp.take(x, seq_idx[0], axis=0), b)
+            metrics |= kl_metrics(hs[0], params, jnp.take(h_ref, seq_idx[0], axis=0), frozen, mb0)
         new = TrainState(master, stored, opt_state, state.step + 1)
         metrics |= {
             "loss": jnp.mean(loss),
