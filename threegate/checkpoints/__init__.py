@@ -1,10 +1,19 @@
-"""Reading checkpoints one tensor at a time: safetensors (single file or HF-sharded) and GGUF.
+"""Reading checkpoints one tensor at a time: safetensors (single file or HF-sharded), GGUF, PEFT LoRA adapters.
 
 `open_checkpoint` returns a lazy `Checkpoint` (HF names, `[out, in]` layout); `aligned` streams the same tensor
 from several checkpoints at once after `check_alignment`; `save_safetensors` writes (optionally sharded)
-safetensors atomically, tensor by tensor.
+safetensors atomically, tensor by tensor. `architecture_for` types tensors from `config.json`
+(`threegate.checkpoints.arch`); `open_tuned` reads a PEFT adapter folder as its merged model
+(`threegate.checkpoints.adapter`).
 """
 
+from threegate.checkpoints.adapter import AdapterCheckpoint as AdapterCheckpoint
+from threegate.checkpoints.adapter import is_adapter as is_adapter
+from threegate.checkpoints.adapter import open_tuned as open_tuned
+from threegate.checkpoints.arch import PROJECTION_TYPES as PROJECTION_TYPES
+from threegate.checkpoints.arch import Architecture as Architecture
+from threegate.checkpoints.arch import View as View
+from threegate.checkpoints.arch import architecture_for as architecture_for
 from threegate.checkpoints.formats import FORMATS as FORMATS
 from threegate.checkpoints.formats import Checkpoint as Checkpoint
 from threegate.checkpoints.formats import SafetensorsCheckpoint as SafetensorsCheckpoint

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from threegate.checkpoints import open_checkpoint
+from threegate.checkpoints.adapter import open_tuned
 from threegate.compare.run import CompareConfig, RunWriters, release_heap
 from threegate.compare.work import Job, block_ranges, finish_blocked, run_block, run_tensor
 from threegate.errors import CheckpointError, ThreegateError
@@ -54,9 +55,9 @@ def _opened(paths: tuple[str, ...]):
     """The base and tuned checkpoints opened in this worker, closed afterwards."""
     opened = []
     try:
-        for p in paths:
+        for i, p in enumerate(paths):
             try:
-                opened.append(open_checkpoint(p))
+                opened.append(open_checkpoint(p) if i == 0 else open_tuned(p, opened[0]))
             except CheckpointError as err:
                 raise CheckpointError(f"on worker host {platform.node()}: {err}") from None
         yield opened[0], opened[1:]

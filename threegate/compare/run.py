@@ -39,6 +39,7 @@ from threegate.checkpoints import (
     layer_index,
     open_checkpoint,
 )
+from threegate.checkpoints.adapter import open_tuned
 from threegate.checkpoints.arch import Architecture, View, architecture_for
 from threegate.compare.jsonl import JsonlWriter, read_jsonl
 from threegate.compare.metrics import measure_info
@@ -207,7 +208,7 @@ def run_compare(cfg: CompareConfig, progress: Callable | None = None) -> Path:
     base = open_checkpoint(cfg.base)
     tuned: list[Checkpoint] = []
     try:
-        tuned.extend(open_checkpoint(t) for t in cfg.tuned)
+        tuned.extend(open_tuned(t, base) for t in cfg.tuned)
         names = check_alignment([base, *tuned], cfg.include, cfg.exclude)
         layer, _ = choose_layer(list(names), cfg.layer)
         arch = architecture_for(cfg.base, *cfg.tuned)
@@ -223,7 +224,8 @@ def run_compare(cfg: CompareConfig, progress: Callable | None = None) -> Path:
             "dtype_differences": names.dtype_differences,
             "skipped_by_reader": names.skipped,
             "architecture": arch.describe(),
-            "warnings": run_warnings(arch, views, names),
+            "warnings": run_warnings(arch, views, names)
+            + [w for t in tuned for w in getattr(t, "warnings", [])],
         }
         out = _prepare_out(cfg, settings)
         jobs = plan_jobs(cfg, base, keys, list(names), layer, out, views)
