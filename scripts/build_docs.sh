@@ -9,7 +9,8 @@ if [ "$#" -ne 2 ]; then
     exit 2
 fi
 py=$1
-site=$2
+case "$py" in */*) py=$(realpath -ms "$py") ;; esac   # a path, not a name on PATH: relative to the caller
+site=$(realpath -ms "$2")
 cd "$(dirname "$0")/.."
 if ! "$py" -c "import mkdocs, material, mkdocstrings_handlers.python" 2>/dev/null; then
     echo "build_docs: $py lacks the docs extra: $py -m pip install -c constraints.txt -e '.[docs]'" >&2
@@ -17,5 +18,5 @@ if ! "$py" -c "import mkdocs, material, mkdocstrings_handlers.python" 2>/dev/nul
 fi
 "$py" scripts/bench_page.py --out docs/benchmarks.md
 mkdir -p "$(dirname "$site")"
-NO_MKDOCS_2_WARNING=1 "$py" -m mkdocs build --strict --clean --site-dir "$(realpath -m "$site")"
+NO_MKDOCS_2_WARNING=1 "$py" -m mkdocs build --strict --clean --site-dir "$site"
 echo "build_docs: site in $site"
