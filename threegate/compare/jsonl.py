@@ -1,16 +1,22 @@
-"""Crash-safe JSON Lines: one object per line, flushed and fsync'ed per record; a truncated last line is dropped.
+"""Crash-safe JSON Lines: one object per line, flushed per record; a truncated last line is dropped.
 
 An interrupted run can leave a partial last line. `read_jsonl` ignores it; `JsonlWriter` cuts it off before
-appending, so the file stays valid JSONL and no complete record is ever lost.
+appending, so the file stays valid JSONL and no complete record is ever lost. Every record is flushed to the OS
+as it is written (a killed process loses nothing); `fsync` (a power loss) runs at most every `FSYNC_S` seconds
+and at close: an fsync per record cost 20 ms each, seconds per run.
 """
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["JsonlWriter", "read_jsonl", "to_jsonable"]
+__all__ = ["FSYNC_S", "JsonlWriter", "read_jsonl", "to_jsonable"]
+
+#: Longest time between two fsyncs of an open `JsonlWriter`.
+FSYNC_S = 2.0
 
 
 def to_jsonable(x):
@@ -20,6 +26,8 @@ def to_jsonable(x):
     if isinstance(x, list | tuple):
         return [to_jsonable(v) for v in x]
     if isinstance(x, np.ndarray):
+        if x.dtype.kind in "iub" or (x.dtype.kind == "f" and np.isfinite(x).all()):
+            return x.tolist()  # nothing to replace: no per-element pass
         return to_jsonable(x.tolist())
     if isinstance(x, np.bool_):
         return bool(x)
@@ -57,7 +65,8 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict]:
 
 
 class JsonlWriter:
-    """Append records to a JSONL file, each flushed and fsync'ed; repairs a truncated tail on open."""
+    """Append records to a JSONL file, each flushed (fsync'ed every `FSYNC_S` s and at close); repairs a
+    truncated tail on open."""
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
@@ -68,13 +77,19 @@ class JsonlWriter:
                 with open(self.path, "r+b") as f:
                     f.truncate(end)
         self._file = open(self.path, "a", encoding="utf-8")
+        self._synced = time.monotonic()
 
     def write(self, record: dict) -> None:
         self._file.write(json.dumps(to_jsonable(record), allow_nan=False) + "\n")
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if time.monotonic() - self._synced >= FSYNC_S:
+            os.fsync(self._file.fileno())
+            self._synced = time.monotonic()
 
     def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
         self._file.close()
 
     def __enter__(self):

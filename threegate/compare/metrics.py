@@ -27,7 +27,9 @@ from threegate.compare.coords import (
     profile_corr,
     top_fraction_mask,
 )
+from threegate.compare.scan import LowSelection, fast, low_selection, pair_scan
 from threegate.compare.spectrum import SVD_METHOD, Spectrum, base_spectral, tuned_spectral
+from threegate.masks import selection_count
 
 __all__ = ["BaseState", "TensorResult", "measure_info", "prepare_base", "tensor_metrics"]
 
@@ -42,8 +44,12 @@ class BaseState(NamedTuple):
       fro: $\\|W_0\\|_F$ (float64).
       k: rank used (None when no spectral work); `k_requested` as asked.
       spectrum: base `Spectrum` (None when skipped).
-      principal, low: `[m, n]` masks M8, M9 (None when skipped / not a matrix).
+      principal, low: `[m, n]` masks M8, M9 (None when skipped / not a matrix; `low` is None too when
+        `low_sel` stands for it).
       skipped: why spectral work was skipped (None if done).
+      low_sel: M9 of a bf16 matrix as a threshold (`threegate.compare.scan.LowSelection`), or None.
+      lazy: a bf16 matrix without spectral work: `nonfinite`, `fro` and M9 come from each pair's one pass
+        (`threegate.compare.scan.pair_scan` with a joint histogram), not from a pass over the base alone.
     """
 
     nonfinite: int
@@ -54,6 +60,8 @@ class BaseState(NamedTuple):
     principal: np.ndarray | None
     low: np.ndarray | None
     skipped: str | None
+    low_sel: LowSelection | None = None
+    lazy: bool = False
 
 
 class TensorResult(NamedTuple):
@@ -137,6 +145,8 @@ def prepare_base(
     """
     _check_dtype(dtype)
     w0 = np.asarray(w0)
+    if w0.ndim == 2 and fast(w0):
+        return _prepare_bf16(w0, k, alpha, spectral, dtype, skip_reason)
     nonfinite = _count_nonfinite(w0)
     fro = math.sqrt(_sum_sq(w0)) if nonfinite == 0 else math.nan
     if w0.ndim != 2:
@@ -144,15 +154,33 @@ def prepare_base(
     if nonfinite:
         return BaseState(nonfinite, fro, None, k, None, None, None, "non-finite values")
     low = bottom_fraction_mask(_magnitude_codes(w0), alpha)
+    return _spectral_base(w0, k, alpha, spectral, dtype, skip_reason, nonfinite, fro, low, None)
+
+
+def _spectral_base(w0, k, alpha, spectral, dtype, skip_reason, nonfinite, fro, low, low_sel):
     k_used = min(k, min(w0.shape) - 1)
     if not spectral or skip_reason is not None:
-        return BaseState(nonfinite, fro, None, k, None, None, low, skip_reason or "--no-spectral")
+        reason = skip_reason or "--no-spectral"
+        return BaseState(nonfinite, fro, None, k, None, None, low, reason, low_sel)
     if k_used < 1:
-        return BaseState(nonfinite, fro, None, k, None, None, low, "min(m, n) < 2")
+        return BaseState(nonfinite, fro, None, k, None, None, low, "min(m, n) < 2", low_sel)
+    if low is None:
+        low = low_sel.mask(w0)
     spec, recon = base_spectral(w0, k_used, dtype)
     principal = top_fraction_mask(recon, alpha)
     del recon
-    return BaseState(nonfinite, fro, k_used, k, spec, principal, low, None)
+    return BaseState(nonfinite, fro, k_used, k, spec, principal, low, None, low_sel)
+
+
+def _prepare_bf16(w0, k, alpha, spectral, dtype, skip_reason, lazy=True) -> BaseState:
+    """`prepare_base` for a bf16 matrix: one histogram pass gives the non-finite count, $\\|W_0\\|_F$ and M9."""
+    if lazy and (not spectral or skip_reason is not None):
+        reason = skip_reason or "--no-spectral"
+        return BaseState(0, math.nan, None, k, None, None, None, reason, None, True)
+    sel, nonfinite, w2 = low_selection(w0, alpha, selection_count(alpha, w0.size))
+    if nonfinite:
+        return BaseState(nonfinite, math.nan, None, k, None, None, None, "non-finite values")
+    return _spectral_base(w0, k, alpha, spectral, dtype, skip_reason, 0, math.sqrt(w2), None, sel)
 
 
 def _ratio_summary(x: np.ndarray) -> dict:
@@ -277,7 +305,19 @@ def tensor_metrics(
         raise ValueError(f"{name}: shapes differ, {w0.shape} vs {w1.shape}")
     if base is None:
         base = prepare_base(w0, k, alpha, spectral=spectral, dtype=dtype, skip_reason=skip_reason)
-    nf1 = _count_nonfinite(w1)
+    scan = None
+    if base.lazy and not fast(w1):  # mixed dtypes: the base's own pass after all
+        base = _prepare_bf16(w0, k, alpha, False, dtype, base.skipped, lazy=False)
+    if base.lazy:
+        scan = pair_scan(w0, w1, count=selection_count(alpha, w0.size))
+        fro = math.sqrt(scan.w2) if scan.nonfinite0 == 0 else math.nan
+        base = base._replace(nonfinite=scan.nonfinite0, fro=fro)
+        nf1 = scan.nonfinite1
+    elif base.low_sel is not None and base.nonfinite == 0 and fast(w1):
+        scan = pair_scan(w0, w1, base.low_sel)
+        nf1 = scan.nonfinite1
+    else:
+        nf1 = _count_nonfinite(w1)
     rec: dict = {
         "name": name,
         "layer_type": classify(name),
@@ -304,9 +344,12 @@ def tensor_metrics(
     if base.nonfinite or nf1:
         rec["spectral_skipped"] = "non-finite values"
         return TensorResult(rec, {}, None)
-    mask, rule = changed_mask(w0, w1)
-    changed = int(np.count_nonzero(mask))
-    dfro = math.sqrt(_sum_sq(w0, w1))
+    if scan is not None:
+        mask, rule, changed, dfro = scan.mask, "bits", scan.changed, math.sqrt(scan.d2)
+    else:
+        mask, rule = changed_mask(w0, w1)
+        changed = int(np.count_nonzero(mask))
+        dfro = math.sqrt(_sum_sq(w0, w1))
     rec.update(
         changed=changed,
         sparsity=1.0 - changed / w0.size if w0.size else None,
@@ -322,6 +365,11 @@ def tensor_metrics(
     rec.update(row_update_ratio=_ratio_summary(rows), col_update_ratio=_ratio_summary(cols))
     if base.low is not None:
         rec["overlap_low"], rec["overlap_low_random"] = overlap(base.low, mask)
+    elif scan is not None:  # |M_low ∩ M| / |M| from the pass; baseline |M_low| / mn (M10)
+        rec["overlap_low"] = scan.low_hits / changed if changed else None
+        rec["overlap_low_random"] = scan.low_count / w0.size
+    elif base.low_sel is not None:
+        rec["overlap_low"], rec["overlap_low_random"] = overlap(base.low_sel.mask(w0), mask)
     if base.spectrum is not None:
         rec["k_clipped"] = base.k != k
         p = base.principal

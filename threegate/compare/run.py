@@ -19,7 +19,7 @@ Memory: the base tensor, one tuned tensor and one update mask per tuned checkpoi
 `lm_head` matrices get no spectral work unless `embeddings=True` (their SVD and global top-α selection would
 need several full float copies of a $151936\\times1536$ matrix); when larger than `block_bytes` they are read in
 row blocks, so only sparsity, norms and update ratios are computed for them (`spectral_skipped` says so).
-Every record is flushed and fsync'ed; `resume=True` skips what `tensors.jsonl` / `pairs.jsonl` already hold.
+Every record is flushed (fsync'ed every few seconds and at the end, `threegate.compare.jsonl`); `resume=True` skips what `tensors.jsonl` / `pairs.jsonl` already hold.
 """
 
 import ctypes
@@ -306,7 +306,7 @@ def plan_jobs(
 
 
 class RunWriters:
-    """The run's appending JSONL files; `write` adds one unit's lines (each flushed and fsync'ed)."""
+    """The run's appending JSONL files; `write` adds one unit's lines (each flushed)."""
 
     def __init__(self, out: Path):
         self._files = [

@@ -25,6 +25,7 @@ import numpy as np
 
 from threegate.checkpoints.arch import PROJECTION_TYPES
 from threegate.compare.jsonl import read_jsonl, to_jsonable
+from threegate.compare.npz import save_npz
 from threegate.compare.order import pair_order, tensor_order
 
 __all__ = ["format_summary", "load_profiles", "summarize"]
@@ -164,13 +165,13 @@ def _write_npz(out: Path, tuned: list[str]) -> None:
             continue
         for field, arr in d.items():
             arrays[f"{name}/{tag}/{field}"] = arr
-    np.savez_compressed(out / "update_ratios.npz", **arrays)
+    save_npz(out / "update_ratios.npz", **arrays)
     cons = {}
     for p in sorted((out / "consensus").glob("*.npz")) if (out / "consensus").exists() else []:
         with np.load(p) as z:
             cons[p.stem] = z["count"] / int(z["runs"])
     if cons:
-        np.savez_compressed(out / "consensus.npz", **cons)
+        save_npz(out / "consensus.npz", **cons)
 
 
 def summarize(out: str | Path) -> dict:

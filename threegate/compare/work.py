@@ -31,6 +31,8 @@ from threegate.checkpoints import Checkpoint, TensorInfo
 from threegate.checkpoints.arch import View
 from threegate.compare.coords import changed_mask, jaccard, jaccard_baseline
 from threegate.compare.metrics import _ratio_summary, measure_info, prepare_base, tensor_metrics
+from threegate.compare.npz import save_npz
+from threegate.compare.scan import fast, pair_scan
 
 __all__ = [
     "BlockPartial",
@@ -139,7 +141,7 @@ def profile_line(name: str, key: str | None, profiles: dict) -> dict:
     return {
         "name": name,
         "tuned": key,
-        **{k: np.asarray(v, np.float64).tolist() for k, v in profiles.items()},
+        **{k: np.asarray(v, np.float64) for k, v in profiles.items()},
     }
 
 
@@ -213,7 +215,7 @@ def _write_consensus(out: Path, name: str, stack: list[np.ndarray]) -> None:
     path.parent.mkdir(exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # not *.npz: never read as a map
     with open(tmp, "wb") as f:
-        np.savez_compressed(f, count=count, runs=len(stack))
+        save_npz(f, count=count, runs=np.asarray(len(stack)))
     os.replace(tmp, path)
 
 
@@ -234,24 +236,34 @@ def block_unit(
 ) -> BlockPartial:
     """The bitwise pass, norms and update ratios over rows `start:stop` of `name` (every tuned checkpoint)."""
     a = base.load_rows(name, start, stop)
-    a64 = a.astype(np.float64).ravel()
+    a64 = None
+    w2 = nf0 = None
     per_tuned, masks = [], []
     for t in tuned:
         b = t.load_rows(name, start, stop)
-        m, rule = changed_mask(a, b)
-        d = b.astype(np.float64).ravel() - a64
+        if fast(a, b):  # one streaming pass (threegate.compare.scan)
+            sc = pair_scan(a, b)
+            m, rule, d2, changed, nf1 = sc.mask, "bits", sc.d2, sc.changed, sc.nonfinite1
+            w2, nf0 = (sc.w2, sc.nonfinite0) if w2 is None else (w2, nf0)
+        else:
+            if a64 is None:
+                a64 = a.astype(np.float64).ravel()
+            m, rule = changed_mask(a, b)
+            d = b.astype(np.float64).ravel() - a64
+            d2, changed, nf1 = float(np.dot(d, d)), int(np.count_nonzero(m)), _nonfinite(b)
+            del d
         per_tuned.append(
             dict(
-                nf1=_nonfinite(b),
-                d2=float(np.dot(d, d)),
-                changed=int(np.count_nonzero(m)),
+                nf1=nf1,
+                d2=d2,
+                changed=changed,
                 rule=rule,
                 rows=m.mean(axis=1) if m.ndim == 2 else None,
                 cols=m.sum(axis=0) if m.ndim == 2 else None,
             )
         )
         masks.append(m)
-        del b, d
+        del b
     inter = {
         (i, j): (
             int(np.count_nonzero(masks[i] & masks[j])),
@@ -260,7 +272,10 @@ def block_unit(
         for i in range(len(masks))
         for j in range(i + 1, len(masks))
     }
-    return BlockPartial(_nonfinite(a), float(np.dot(a64, a64)), per_tuned, inter)
+    if w2 is None:
+        a64 = a.astype(np.float64).ravel() if a64 is None else a64
+        w2 = float(np.dot(a64, a64))
+    return BlockPartial(_nonfinite(a) if nf0 is None else nf0, w2, per_tuned, inter)
 
 
 def _merge(partials: list[BlockPartial], n_tuned: int):
