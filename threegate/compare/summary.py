@@ -7,7 +7,8 @@ summary dict:
   linear-only sparsity (every projection matrix: q, k, v, o, gate, up, down, the parts of fused ones, MLA's
   q_a/q_b/kv_a/kv_b, routers, in every expert; `threegate.checkpoints.arch.PROJECTION_TYPES`).
 * `per_tuned[key]`: `linear` and `all_matrices` aggregates (every 2-D record, `other` included), `by_type`,
-  and for MoE `by_expert` (per layer and expert: tensors, changed entries, sparsity, mean relative update).
+  `by_layer` (the linear matrices of each block), and for MoE `by_expert` (per layer and expert: tensors,
+  changed entries, sparsity, mean relative update).
 * `warnings`: the run's warning lines (`run.json`), one per problem.
 * `by_type`: per tuned checkpoint and layer type, means of the overlaps (M10) and their random baselines, mean
   max principal angle (M11, max over U and V), mean NSS (M12), worst Weyl/Wedin ratios, energy-share lift.
@@ -209,6 +210,11 @@ def summarize(out: str | Path) -> dict:
             "all_matrices": _type_stats(matrices),
             "by_type": by_type,
         }
+        lin = [r for r in mine if _is_linear(r)]
+        summary["per_tuned"][key]["by_layer"] = [
+            {"layer": layer, **_type_stats([r for r in lin if r.get("layer") == layer])}
+            for layer in sorted({r["layer"] for r in lin if r.get("layer") is not None})
+        ]
         experts = _by_expert(mine)
         if experts:
             summary["per_tuned"][key]["by_expert"] = experts

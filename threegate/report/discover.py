@@ -22,6 +22,7 @@ __all__ = [
     "Found",
     "Problem",
     "SimSource",
+    "StepsSource",
     "StudySource",
     "VerifySource",
     "discover",
@@ -70,6 +71,15 @@ class CompareSource:
 
 
 @dataclass
+class StepsSource:
+    """A `ThreeGateCallback` JSONL (`threegate_steps.jsonl`): its per-step summary lines."""
+
+    folder: Path
+    rel: str
+    steps: list[dict]
+
+
+@dataclass
 class Found:
     """Everything found under `root`, each list in path order."""
 
@@ -78,11 +88,12 @@ class Found:
     sims: list[SimSource] = field(default_factory=list)
     studies: list[StudySource] = field(default_factory=list)
     compares: list[CompareSource] = field(default_factory=list)
+    steps: list[StepsSource] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.verify or self.sims or self.studies or self.compares)
+        return not (self.verify or self.sims or self.studies or self.compares or self.steps)
 
 
 def _rel(root: Path, path: Path) -> str:
@@ -133,6 +144,20 @@ def _read_jsonl(root: Path, path: Path, problems: list[Problem]) -> list[dict]:
     return rows
 
 
+def _read_steps(root: Path, path: Path, problems: list[Problem]) -> list[dict]:
+    """The per-step summary lines of a `ThreeGateCallback` JSONL (its tensor records are skipped)."""
+    from threegate.compare.jsonl import read_jsonl
+
+    try:
+        lines = read_jsonl(path)
+    except (OSError, ValueError) as err:
+        problems.append(Problem(_rel(root, path), f"unreadable: {_one_line(err)}"))
+        return []
+    return [
+        r for r in lines if isinstance(r.get("summary"), dict) and isinstance(r.get("step"), int)
+    ]
+
+
 def _read_text(root: Path, path: Path, problems: list[Problem]) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
@@ -181,6 +206,10 @@ def discover(root: str | Path) -> Found:
                 found.studies.append(StudySource(folder, rel, study, md))
             elif study is not None:
                 problems.append(Problem(_rel(root, folder / "study.json"), "not an object"))
+        if "threegate_steps.jsonl" in names:
+            steps = _read_steps(root, folder / "threegate_steps.jsonl", problems)
+            if steps:
+                found.steps.append(StepsSource(folder, rel, steps))
         if "summary.json" in names:
             summary = _read_json(root, folder / "summary.json", problems)
             if isinstance(summary, dict) and ("table1" in summary or "per_tuned" in summary):

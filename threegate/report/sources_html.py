@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 from threegate.report._html import Context, claims_table, esc, slug, table
 from threegate.report.claims import fmt_num, source_claims
+from threegate.report.compare_html import compare_detail, steps_section
 from threegate.report.markdown import render_markdown
 
 __all__ = ["COMPARE_CAPTIONS", "SimInfo", "compare_sections", "sim_sections", "study_sections"]
@@ -182,8 +183,9 @@ def compare_sections(ctx: Context) -> str:
                 f'<td class="num">{esc(fmt_num(lin.get("wedin_ratio_max"), 3))}</td></tr>'
             )
         body = [
-            f'<p class="note">base: {esc(base)}; linear layers (q, k, v, o, gate, up, down) for the '
-            "overlaps, angles and bounds; random baselines in parentheses.</p>",
+            f'<p class="note">base: {esc(base)}; linear = every projection matrix (q, k, v, o, gate, up, '
+            "down, the parts of fused ones, MLA, routers, all experts) for the overlaps, angles and bounds; "
+            "random baselines in parentheses.</p>",
             table(
                 [
                     "tuned",
@@ -203,6 +205,7 @@ def compare_sections(ctx: Context) -> str:
             else '<p class="note">No tuned checkpoints in this summary.</p>',
         ]
         body.append(_table2(ctx, s.get("table2")))
+        body.append(compare_detail(s))
         figs = [(p, COMPARE_CAPTIONS.get(p.name)) for p in sorted(src.folder.glob("*.png"))]
         body.append(ctx.figures(figs))
         parts.append(
@@ -211,6 +214,7 @@ def compare_sections(ctx: Context) -> str:
             + "".join(body)
             + "</div>"
         )
+    parts.extend(steps_section(src) for src in getattr(ctx.found, "steps", []))
     return "".join(parts)
 
 
