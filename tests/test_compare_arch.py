@@ -368,3 +368,76 @@ def test_dtype_mismatch_and_integer_tensors_get_their_own_warning(tmp_path, caps
     assert not [x for x in err if "missing" in x]
     rec = read_jsonl(tmp_path / "o" / "tensors.jsonl")[0]
     assert rec["changed"] == 0 and rec["changed_rule"] == "value"  # equal values: unchanged
+
+
+def test_multimodal_language_model_typed_vision_tower_apart(tmp_path):
+    text = dict(
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        vocab_size=300,
+    )
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=28,
+        patch_size=14,
+    )
+    torch.manual_seed(0)
+    cfg = transformers.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4)
+    transformers.Gemma3ForConditionalGeneration(cfg).to(torch.bfloat16).save_pretrained(
+        tmp_path / "base"
+    )
+    (tmp_path / "tuned").mkdir()
+    _save_tuned(tmp_path / "base", tmp_path / "tuned", np.random.default_rng(0))
+    run_compare(
+        CompareConfig(
+            str(tmp_path / "base"), (str(tmp_path / "tuned"),), str(tmp_path / "o"), spectral=False
+        )
+    )
+    summary = summarize(tmp_path / "o")
+    recs = read_jsonl(tmp_path / "o" / "tensors.jsonl")
+    lm = [
+        r
+        for r in recs
+        if "language_model." in r["name"] and len(r["shape"]) == 2 and r["layer"] is not None
+    ]
+    per = next(iter(summary["per_tuned"].values()))
+    assert per["numel_linear"] == sum(r["numel"] for r in lm) > 0
+    assert {r["layer_type"] for r in lm} == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
+    vis = [r for r in recs if "vision_tower." in r["name"] or "multi_modal_projector." in r["name"]]
+    assert vis and all(r["layer_type"] == "vision" and r["layer"] is None for r in vis)
+    assert not [r["name"] for r in recs if r["layer_type"] == "other"]
+    assert sum("typed vision" in w for w in summary["warnings"]) == 1
+
+
+def test_stacked_expert_tensors_split_per_expert_and_part():
+    """A stacked `[E, 2I, H]` gate_up_proj and `[E, H, I]` down_proj: one view per expert (and part)."""
+    arch = Architecture.from_config(
+        {"model_type": "qwen3_moe", "num_attention_heads": 4, "hidden_size": 8}
+    )
+    e, i, h = 3, 5, 8
+    w = np.arange(e * 2 * i * h, dtype=np.float32).reshape(e, 2 * i, h)
+    views = arch.views("model.layers.2.mlp.experts.gate_up_proj", w.shape)
+    assert [(v.expert, v.layer_type) for v in views] == [
+        (x, t) for x in range(e) for t in ("gate_proj", "up_proj")
+    ]
+    for v in views:
+        ref = w[v.expert, :i] if v.part == "gate" else w[v.expert, i:]
+        np.testing.assert_array_equal(v.take(w), ref)
+        assert v.shape(w.shape) == ref.shape and v.layer == 2
+    down = arch.views("model.layers.2.mlp.experts.down_proj", (e, h, i))
+    assert [v.layer_type for v in down] == ["down_proj"] * e

@@ -16,6 +16,8 @@ expert index. Every view is measured in the `nn.Linear.weight` layout `[out, in]
   - per kv group [q_1 .. q_g | k | v] (Falcon `new_decoder_architecture`, $g = n_h/n_{kv}$): period $(g+2)d$;
   - gate | up halves (Phi-3 `gate_up_proj`, stacked experts' `gate_up_proj`).
 
+* Multimodal checkpoints (Gemma 3, ...): the language model's tensors (`language_model.` prefix) are typed
+  as above with the head counts of `text_config`; the vision tower and projector are typed `vision`.
 * MoE experts (`experts.N.*`, Mixtral's `w1`/`w3`/`w2` = gate/up/down, stacked `[E, out, in]` expert tensors)
   get their projection type and `expert`; shared experts get `expert_kind = "shared"`; routers are `router`.
 
@@ -212,6 +214,10 @@ _EXPERT = re.compile(r"(?:^|\.)experts\.(\d+)\.")
 _SHARED = re.compile(r"(?:^|\.)shared_experts?\.")
 _STACKED = re.compile(r"(?:^|\.)experts\.(gate_up_proj|down_proj|gate_proj|up_proj)$")
 _SUFFIX = re.compile(r"\.(weight|bias)$")
+#: Parts of a multimodal checkpoint outside its language model: typed "vision", no layer index.
+_VISION = re.compile(
+    r"(?:^|\.)(?:vision_tower|vision_model|visual|multi_modal_projector|mm_projector|vision_embed)(?:\.|$)"
+)
 
 
 def read_config(path: str | Path) -> tuple[dict | None, Path | None]:
@@ -305,6 +311,8 @@ class Architecture:
     def views(self, name: str, shape: tuple[int, ...]) -> tuple[View, ...]:
         """How stored tensor `name` of `shape` is analysed: one `View`, or one per fused part / stacked expert."""
         fam = self.family
+        if _VISION.search(name):
+            return (View(name=name, tensor=name, layer_type="vision", layer=None),)
         base = _SUFFIX.sub("", name)
         is_bias = name.endswith(".bias") or name.endswith("_bias")
         layer = layer_index(name)
@@ -427,6 +435,16 @@ class Architecture:
         return (
             f"{len(others)} tensor(s) of no known layer type, measured and counted under 'all' only "
             f"(typed other): {shown}"
+        )
+
+    def vision_warning(self, views: list[View]) -> str | None:
+        """One line counting the tensors of a vision tower / projector (outside the linear aggregate)."""
+        vision = [v.name for v in views if v.layer_type == "vision"]
+        if not vision:
+            return None
+        return (
+            f"{len(vision)} tensor(s) of the vision tower / projector measured, typed vision, counted under "
+            "'all' but not in the linear aggregate (the language model's projections)"
         )
 
     def describe(self) -> dict:

@@ -40,7 +40,7 @@ _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|blk|block)\.(\d+)(?:\.|$)")
 _PROJ = re.compile(r"(?:^|\.)(" + "|".join(LINEAR_TYPES) + r")(?:\.|$)")
 _EMBED = re.compile(r"(?:^|\.)(?:embed_tokens|wte|word_embeddings|token_embd)(?:\.|$)")
 _HEAD = re.compile(r"(?:^|\.)lm_head(?:\.|$)|^output\.weight$")
-_NORM = re.compile(r"(?:^|\.)[a-z_]*(?:norm|ln_f|ln_\d|ln_attn|ln_mlp)[a-z_]*(?:\.|$)")
+_NORM = re.compile(r"(?:^|\.)[a-z_]*(?:norm|ln_f|ln_\d|ln_attn|ln_mlp)[a-z_0-9]*(?:\.|$)")
 
 _SHOWN = 10
 

@@ -252,9 +252,8 @@ def run_warnings(arch: Architecture, views: dict[str, tuple[View, ...]], names) 
     """The run's warnings, one line each: the typing's (`Architecture.warnings`, untyped matrices), dtype
     differences between base and tuned, and tensors the reader cannot compare (integer, bool, float8)."""
     lines = list(arch.warnings)
-    untyped = arch.untyped_warning([v for vs in views.values() for v in vs])
-    if untyped:
-        lines.append(untyped)
+    flat = [v for vs in views.values() for v in vs]
+    lines += [w for w in (arch.untyped_warning(flat), arch.vision_warning(flat)) if w]
     diffs = names.dtype_differences
     if diffs:
         lines.append(
