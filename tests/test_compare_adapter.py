@@ -78,6 +78,10 @@ def _records(base, tuned, out) -> dict[str, dict]:
     }
 
 
+def _stored(recs: dict[str, dict]) -> dict[str, dict]:
+    return {n: {k: v for k, v in r.items() if k != "adapter"} for n, r in recs.items()}
+
+
 def test_delta_is_alpha_over_r_b_a(pair):
     root, adapter, _, deltas = pair
     with open_checkpoint(root / "base") as base, AdapterCheckpoint(adapter, base) as ad:
@@ -106,7 +110,8 @@ def test_adapter_compares_equal_to_peft_merged_model(pair, tmp_path):
             )
     a = _records(root / "base", adapter, tmp_path / "a")
     b = _records(root / "base", merged, tmp_path / "b")
-    assert a == b
+    assert _stored(a) == b  # every stored-weight metric equals the merged model's
+    assert {n for n, r in a.items() if "adapter" in r} == set(deltas)
     touched = [r for r in a.values() if r["name"] in deltas]
     assert touched and all(
         r["changed"] > 0 and r["principal_energy_fraction"] is not None for r in touched
@@ -146,3 +151,31 @@ def test_dora_adapter_refused_in_one_line(pair, tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and "DoRA" in err[0]
+
+
+def test_adapter_block_is_the_exact_delta_geometry(pair, tmp_path):
+    """The `adapter` block against float64 NumPy/SciPy on W0 and the exact (α/r)·B·A."""
+    import scipy.linalg as sla
+
+    root, adapter, _, deltas = pair
+    recs = _records(root / "base", adapter, tmp_path / "a")
+    k = 4
+    with open_checkpoint(root / "base") as base:
+        for name, (scale, ba) in deltas.items():
+            blk = recs[name]["adapter"]
+            assert blk["rank"] == 4 and blk["scaling"] == scale
+            w0 = base.load(name).astype(np.float64)
+            d = scale * ba
+            u, s, vt = sla.svd(w0)
+            energy = np.linalg.norm(u[:, :k].T @ d @ vt[:k].T) ** 2 / np.linalg.norm(d) ** 2
+            assert blk["principal_energy_fraction"] == pytest.approx(energy, rel=1e-5)
+            assert blk["principal_energy_null"] == k * k / w0.size
+            assert blk["rel_update_fro"] == pytest.approx(
+                np.linalg.norm(d) / np.linalg.norm(w0), rel=1e-6
+            )
+            u1, s1, _ = sla.svd(w0 + d)
+            ang = np.degrees(sla.subspace_angles(u[:, :k], u1[:, :k])).max()
+            assert blk["max_angle_u_deg"] == pytest.approx(ang, rel=1e-3, abs=1e-4)
+            assert blk["spectral_shift"] == pytest.approx(
+                np.linalg.norm(s1 - s) / np.linalg.norm(s), rel=1e-4
+            )

@@ -10,8 +10,10 @@ the merged weight as `peft`'s `merge_and_unload` would store it:
 * rounded to the adapter's dtype when that is bf16/f16 (peft casts the delta back before it adds), then added to
   $W_0$ with one rounding to the base's dtype.
 
-So `compare BASE ADAPTER` gives the merged model's records: its sparsity as stored and its geometry.
-`delta(name)` returns the float32 $\\Delta W$ itself (None for modules the adapter does not touch).
+So `compare BASE ADAPTER` gives the merged model's records: its sparsity as stored and its geometry;
+`compare` adds to each target's record an `adapter` block, the geometry of the exact float32 $\\Delta W$
+(`threegate.compare.metrics.delta_metrics`). `delta(name)` returns that $\\Delta W$ (None for modules the
+adapter does not touch).
 `modules_to_save` copies replace the base tensors. DoRA and other LoRA variants are refused in one line.
 """
 
@@ -160,6 +162,11 @@ class AdapterCheckpoint(Checkpoint):
         a = self._adapter.load(parts["lora_embedding_A" if emb else "lora_A"])
         b = self._adapter.load(parts["lora_embedding_B" if emb else "lora_B"])
         return a, b, self.scaling(module, a.shape[0]), emb
+
+    def lora_info(self, name: str) -> dict:
+        """`{"rank": r, "scaling": s}` of the LoRA on `name` (an empty dict when it has none)."""
+        f = self._factors(name)
+        return {} if f is None else {"rank": int(f[0].shape[0]), "scaling": f[2]}
 
     def delta(self, name: str, rows: tuple[int, int] | None = None) -> np.ndarray | None:
         """$\\Delta W$ of `name` in float32, in the stored layout (rows `start:stop` if given), or None."""

@@ -31,7 +31,14 @@ from threegate.compare.scan import LowSelection, fast, low_selection, pair_scan
 from threegate.compare.spectrum import SVD_METHOD, Spectrum, base_spectral, tuned_spectral
 from threegate.masks import selection_count
 
-__all__ = ["BaseState", "TensorResult", "measure_info", "prepare_base", "tensor_metrics"]
+__all__ = [
+    "BaseState",
+    "TensorResult",
+    "delta_metrics",
+    "measure_info",
+    "prepare_base",
+    "tensor_metrics",
+]
 
 _DTYPES = ("float32", "float64")
 
@@ -384,3 +391,38 @@ def tensor_metrics(
         rec.update(part)
         profiles.update(extra)
     return TensorResult(rec, profiles, mask)
+
+
+def delta_metrics(w0: np.ndarray, dw: np.ndarray, base: BaseState, dtype: str = "float32") -> dict:
+    """The geometry of an exact update $\\Delta W$ (a LoRA adapter's $(\\alpha/r)BA$, float32) before any
+    rounding to the stored dtype: $\\|\\Delta W\\|_F/\\|W_0\\|_F$; with the base spectrum, the top-k energy
+    share $\\|U_k^\\top\\Delta W V_k\\|_F^2/\\|\\Delta W\\|_F^2$ (float64) with its null $k^2/(mn)$, and the
+    principal angles and NSS of $W_0 + \\Delta W$ formed in float64 (M11, M12; the paper's Sec. 5.2 question for
+    an adapter)."""
+    d = np.asarray(dw, np.float64)
+    w = np.asarray(w0, np.float64)
+    dfro = float(np.linalg.norm(d))
+    rec: dict = {
+        "update_fro": dfro,
+        "rel_update_fro": _num(dfro / base.fro) if base.fro and base.fro > 0 else None,
+    }
+    if base.spectrum is None or d.ndim != 2:
+        return rec
+    spec, k = base.spectrum, base.k
+    m, n = d.shape
+    core = spec.u.T @ d @ spec.v
+    energy = float(np.sum(core * core)) / (dfro * dfro) if dfro > 0 else None
+    null = k * k / (m * n)
+    t = tuned_spectral(w, w + d, spec, dtype)
+    s0 = spec.s
+    rec.update(
+        k=k,
+        principal_energy_fraction=_num(energy),
+        principal_energy_null=null,
+        principal_energy_lift=_num(energy / null) if energy is not None else None,
+        max_angle_u_deg=_num(np.degrees(t.angles_u).max()),
+        max_angle_v_deg=_num(np.degrees(t.angles_v).max()),
+        spectral_shift=_num(np.linalg.norm(t.s - s0) / np.linalg.norm(s0)) if s0[0] > 0 else None,
+        dw_norm2=_num(t.dw_norm2),
+    )
+    return rec

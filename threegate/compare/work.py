@@ -30,7 +30,13 @@ import numpy as np
 from threegate.checkpoints import Checkpoint, TensorInfo
 from threegate.checkpoints.arch import View
 from threegate.compare.coords import changed_mask, jaccard, jaccard_baseline
-from threegate.compare.metrics import _ratio_summary, measure_info, prepare_base, tensor_metrics
+from threegate.compare.metrics import (
+    _ratio_summary,
+    delta_metrics,
+    measure_info,
+    prepare_base,
+    tensor_metrics,
+)
 from threegate.compare.npz import save_npz
 from threegate.compare.scan import fast, pair_scan
 
@@ -164,6 +170,7 @@ def tensor_unit(
         if key not in job.want and not needs_mask:
             continue
         w1_stored = t.load(job.name)
+        delta = t.delta(job.name) if key in job.want and hasattr(t, "delta") else None
         for i, (view, w0) in enumerate(zip(views, w0s, strict=True)):
             w1 = view.take(w1_stored)
             if key in job.want:
@@ -185,7 +192,15 @@ def tensor_unit(
                 )
                 if r.profiles:
                     res.profiles.append(profile_line(view.name, key, r.profiles))
-                res.tensors.append({**r.record, **view.fields(), "tuned": key})
+                rec = {**r.record, **view.fields(), "tuned": key}
+                if (
+                    delta is not None
+                ):  # a LoRA adapter: the exact ΔW's geometry beside the stored one
+                    rec["adapter"] = {
+                        **t.lora_info(job.name),
+                        **delta_metrics(w0, view.take(delta), states[i], cfg.dtype),
+                    }
+                res.tensors.append(rec)
                 mask = r.mask
             else:
                 finite = np.isfinite(w0).all() and np.isfinite(w1).all()
