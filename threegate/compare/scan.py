@@ -15,6 +15,7 @@ functions of `threegate.compare.coords`.
 """
 
 import math
+import os
 from typing import NamedTuple
 
 import ml_dtypes
@@ -24,6 +25,25 @@ __all__ = ["LowSelection", "PairScan", "fast", "low_selection", "pair_scan"]
 
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 _CHUNK = 1 << 16  # elements per step: the buffers stay in cache
+_BLOCK = (
+    1 << 22
+)  # elements per thread task; sums are added block by block in order (thread-count free)
+_POOL = None
+
+
+def _pool():
+    """The threads of the pass (NumPy's loops release the GIL): one per core this process may use, at most 4."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        _POOL = ThreadPoolExecutor(
+            max_workers=max(1, min(4, cores or 1)), thread_name_prefix="tg-scan"
+        )
+    return _POOL
+
+
 _MAG = np.uint16(0x7FFF)
 _EXP = np.uint16(0x7F80)
 
@@ -154,50 +174,15 @@ def pair_scan(
     a, b = _u16(w0), _u16(w1)
     n = a.size
     mask = np.empty(n, bool)
-    hi_a = np.zeros(
-        2 * _CHUNK, np.uint16
-    )  # little-endian float32 words: bf16 bits in the high half
-    hi_b = np.zeros(2 * _CHUNK, np.uint16)
-    f_a, f_b = hi_a.view(np.float32), hi_b.view(np.float32)
-    d64, a64 = np.empty(_CHUNK), np.empty(_CHUNK)
-    t16 = np.empty(_CHUNK, np.uint16)
-    tb = np.empty(_CHUNK, bool)
-    joint = np.zeros(1 << 16, np.int64) if count is not None else None
     need_w2 = low is None and count is None
-    changed, w2, d2, hits = 0, 0.0 if need_w2 else math.nan, 0.0, 0
-    for i in range(0, n, _CHUNK):
-        x, y = a[i : i + _CHUNK], b[i : i + _CHUNK]
-        k = x.size
-        m, t, s = mask[i : i + k], t16[:k], tb[:k]
-        np.not_equal(x, y, out=m)
-        np.bitwise_or(x, y, out=t)
-        np.bitwise_and(t, _MAG, out=t)
-        np.not_equal(t, 0, out=s)
-        np.logical_and(m, s, out=m)  # (+0, -0) is unchanged
-        changed += int(np.count_nonzero(m))
-        hi_a[1 : 2 * k : 2] = x
-        hi_b[1 : 2 * k : 2] = y
-        fa, fb = f_a[:k], f_b[:k]
-        if need_w2:
-            xa = a64[:k]
-            np.copyto(xa, fa)
-            w2 += float(_sumsq(xa, xa))
-        np.subtract(fb, fa, out=fb)
-        xd = d64[:k]
-        np.copyto(xd, fb)
-        d2 += float(_sumsq(xd, xd))
-        if joint is not None:  # key = magnitude code | changed << 15
-            np.bitwise_and(x, _MAG, out=t)
-            np.bitwise_or(t, m.view(np.uint8).astype(np.uint16) << 15, out=t)
-            joint += np.bincount(t, minlength=1 << 16)
-        elif low is not None:
-            np.bitwise_and(x, _MAG, out=t)
-            np.less(t, low.code, out=s)
-            np.logical_and(s, m, out=s)
-            hits += int(np.count_nonzero(s))
-            if i <= low.last_tie:
-                stop = min(k, low.last_tie - i + 1)
-                hits += int(np.count_nonzero((t[:stop] == low.code) & m[:stop]))
+    blocks = [(i, min(n, i + _BLOCK)) for i in range(0, n, _BLOCK)] or [(0, 0)]
+    job = lambda r: _scan_range(a, b, mask, r[0], r[1], low, count is not None, need_w2)  # noqa: E731
+    parts = list(_pool().map(job, blocks)) if len(blocks) > 1 else [job(blocks[0])]
+    changed = sum(q[0] for q in parts)
+    w2 = math.fsum(q[1] for q in parts) if need_w2 else math.nan  # block sums in block order
+    d2 = math.fsum(q[2] for q in parts)
+    hits = sum(q[3] for q in parts)
+    joint = None if count is None else np.sum([q[4] for q in parts], axis=0)
     nf0 = 0
     if joint is not None:
         hist = joint[: 1 << 15] + joint[1 << 15 :]
@@ -234,3 +219,51 @@ def _joint_hits(a: np.ndarray, mask: np.ndarray, joint: np.ndarray, count: int) 
         tie_hits += int(np.count_nonzero(mask[i + ties]))
         seen += ties.size
     raise AssertionError("histogram and scan disagree")  # pragma: no cover
+
+
+def _scan_range(a, b, mask, lo, hi, low, with_joint, need_w2):
+    """The pass over flat entries `lo:hi` (module docstring): (changed, w2, d2, low hits, joint histogram)."""
+    hi_a = np.zeros(
+        2 * _CHUNK, np.uint16
+    )  # little-endian float32 words: bf16 bits in the high half
+    hi_b = np.zeros(2 * _CHUNK, np.uint16)
+    f_a, f_b = hi_a.view(np.float32), hi_b.view(np.float32)
+    d64, a64 = np.empty(_CHUNK), np.empty(_CHUNK)
+    t16 = np.empty(_CHUNK, np.uint16)
+    tb = np.empty(_CHUNK, bool)
+    joint = np.zeros(1 << 16, np.int64) if with_joint else None
+    changed, w2, d2, hits = 0, 0.0, 0.0, 0
+    for i in range(lo, hi, _CHUNK):
+        x, y = a[i : min(hi, i + _CHUNK)], b[i : min(hi, i + _CHUNK)]
+        k = x.size
+        m, t, s = mask[i : i + k], t16[:k], tb[:k]
+        np.not_equal(x, y, out=m)
+        np.bitwise_or(x, y, out=t)
+        np.bitwise_and(t, _MAG, out=t)
+        np.not_equal(t, 0, out=s)
+        np.logical_and(m, s, out=m)  # (+0, -0) is unchanged
+        changed += int(np.count_nonzero(m))
+        hi_a[1 : 2 * k : 2] = x
+        hi_b[1 : 2 * k : 2] = y
+        fa, fb = f_a[:k], f_b[:k]
+        if need_w2:
+            xa = a64[:k]
+            np.copyto(xa, fa)
+            w2 += float(_sumsq(xa, xa))
+        np.subtract(fb, fa, out=fb)
+        xd = d64[:k]
+        np.copyto(xd, fb)
+        d2 += float(_sumsq(xd, xd))
+        if joint is not None:  # key = magnitude code | changed << 15
+            np.bitwise_and(x, _MAG, out=t)
+            np.bitwise_or(t, m.view(np.uint8).astype(np.uint16) << 15, out=t)
+            joint += np.bincount(t, minlength=1 << 16)
+        elif low is not None:
+            np.bitwise_and(x, _MAG, out=t)
+            np.less(t, low.code, out=s)
+            np.logical_and(s, m, out=s)
+            hits += int(np.count_nonzero(s))
+            if i <= low.last_tie:
+                stop = min(k, low.last_tie - i + 1)
+                hits += int(np.count_nonzero((t[:stop] == low.code) & m[:stop]))
+    return changed, w2, d2, hits, joint

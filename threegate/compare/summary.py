@@ -1,7 +1,7 @@
 """Aggregates of a `threegate compare` run, built from its JSONL files only (so an interrupted run summarizes too).
 
-`summarize(out)` writes `summary.json`, `update_ratios.npz` (profiles) and `consensus.npz`, and returns the
-summary dict:
+`summarize(out)` writes `summary.json`, `update_ratios.npz` (profiles) and, with two or more tuned checkpoints,
+`consensus.npz` (the consensus ratios of `consensus/*.npz`), and returns the summary dict:
 
 * `table1`: per tuned checkpoint, the Table-1 row (base, tuned, sparsity over all parameters) plus the
   linear-only sparsity (every projection matrix: q, k, v, o, gate, up, down, the parts of fused ones, MLA's
@@ -168,6 +168,8 @@ def _write_npz(out: Path, tuned: list[str]) -> None:
             arrays[f"{name}/{tag}/{field}"] = arr
     save_npz(out / "update_ratios.npz", **arrays)
     cons = {}
+    if len(tuned) < 2:  # one run: its "consensus" is its update mask, already in consensus/*.npz
+        return
     for p in sorted((out / "consensus").glob("*.npz")) if (out / "consensus").exists() else []:
         with np.load(p) as z:
             cons[p.stem] = z["count"] / int(z["runs"])
