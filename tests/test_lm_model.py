@@ -23,7 +23,7 @@ from threegate.lm.model import (
     param_shapes,
     rope_angles,
 )
-from threegate.lm.sample import generate, top_p_filter
+from threegate.lm.sample import generate, generate_passes, top_p_filter
 
 V = 32
 CFG = LlamaConfig.tiny(V, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=32)
@@ -235,6 +235,30 @@ def test_group_prefill_equals_prefilling_every_row():
     )  # rows sample independently
     with pytest.raises(ValueError, match="group"):
         generate(PARAMS, CFG, *rep, key, max_new_tokens=2, group=5)
+
+
+def test_passes_sharing_one_prefill_sample_as_separate_generate_calls():
+    # an evaluation's greedy and k sampled passes prefill the prompts once; each pass samples as its own call
+    rep = np.repeat(PROMPT, 3, axis=0), np.repeat(PMASK, 3, axis=0)
+    passes = [
+        (jax.random.key(0), True, 1.0),
+        (jax.random.key(5), False, 0.7),
+        (jax.random.key(6), False, 1.3),
+    ]
+    outs = generate_passes(PARAMS, CFG, *rep, passes, max_new_tokens=6, eos_id=3)
+    for (key, greedy, temp), got in zip(passes, outs, strict=True):
+        want = generate(
+            PARAMS, CFG, *rep, key, max_new_tokens=6, temperature=temp, greedy=greedy, eos_id=3
+        )
+        np.testing.assert_array_equal(np.asarray(got.tokens), np.asarray(want.tokens))
+        np.testing.assert_array_equal(np.asarray(got.mask), np.asarray(want.mask))
+        lp = np.asarray(want.logprobs)
+        np.testing.assert_allclose(
+            np.asarray(got.logprobs), lp, rtol=0, atol=TOL * np.abs(lp).max()
+        )
+    assert not np.array_equal(np.asarray(outs[1].tokens), np.asarray(outs[2].tokens))
+    with pytest.raises(ValueError, match="temperature"):
+        generate_passes(PARAMS, CFG, *rep, [(jax.random.key(0), False, 0.0)], max_new_tokens=2)
 
 
 def test_eos_masks_everything_after_the_first_eos():

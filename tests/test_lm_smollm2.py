@@ -19,7 +19,7 @@ from threegate.lm.tokenizer import SMOLLM2_SYSTEM_PROMPT
 ENGLISH = Path(__file__).parent / "data" / "english.txt"
 
 # one worker runs the SmolLM2 tests one after another: each holds GBs of memory
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smollm2")]
+pytestmark = [pytest.mark.xdist_group("smollm2")]  # in `make test`: the real model's fast checks
 
 
 @pytest.fixture(scope="module")

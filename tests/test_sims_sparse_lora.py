@@ -238,7 +238,6 @@ def test_lora_and_pissa_share_one_step(s7_inits, base):
 # ----------------------------------------------------------------------------------- quick sims (slow)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("module", [sparse_rl, lora_pissa], ids=["sparse-rl", "lora-pissa"])
 def test_quick_sim_writes_its_contract(module, tmp_path):
     result = module.run(tmp_path, "quick", 0)

@@ -34,6 +34,7 @@ def runs_root(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_discover_runs_finds_finished_runs_from_one_base(runs_root):
     base, runs = discover_runs(runs_root)
     assert base.endswith("step_000000")
@@ -44,6 +45,7 @@ def test_discover_runs_finds_finished_runs_from_one_base(runs_root):
     ]
 
 
+@pytest.mark.slow
 def test_discover_runs_rejects_runs_from_different_bases(runs_root, tmp_path):
     import shutil
 
@@ -59,6 +61,7 @@ def test_discover_runs_rejects_runs_from_different_bases(runs_root, tmp_path):
         discover_runs(tmp_path / "nothing")
 
 
+@pytest.mark.slow
 def test_analysis_and_report_of_discovered_runs(runs_root, tmp_path):
     base, runs = discover_runs(runs_root)
     study = analyse(base, runs, tmp_path / "analysis", StudyConfig(k=4, figures=False))

@@ -56,6 +56,7 @@ def arms(tmp_path_factory):
     return folders, extra
 
 
+@pytest.mark.slow
 def test_sparse_study_reports_every_arm_with_the_frozen_control(arms, tmp_path):
     folders, extra = arms
     sp = sparse_runs_study(folders, extra_dense=[extra], out=tmp_path)
@@ -86,6 +87,7 @@ def test_sparse_study_reports_every_arm_with_the_frozen_control(arms, tmp_path):
         assert (tmp_path / f).stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_frozen_control_fails_when_the_mask_is_wrong(arms, tmp_path):
     """The control can fail: a masks file that freezes everything makes every change an outside change."""
     import shutil
@@ -102,6 +104,7 @@ def test_frozen_control_fails_when_the_mask_is_wrong(arms, tmp_path):
         sparse_runs_study({m: f for m, f in folders.items() if m != "random"})
 
 
+@pytest.mark.slow
 def test_train_reuses_a_matching_base_evaluation_and_refuses_others(tmp_path, capsys):
     from threegate.cli import main
 

@@ -83,6 +83,16 @@ def register(subparsers) -> None:
     )
     p.add_argument("--gates", type=int, default=0, help="gate-check N evenly spaced updates")
     p.add_argument("--resume", action="store_true", help="continue from OUT/resume/")
+    p.add_argument(
+        "--no-kl-metrics",
+        action="store_true",
+        help="do not log the KL to the base and the entropy per step (saves one base forward per step)",
+    )
+    p.add_argument(
+        "--remat",
+        action="store_true",
+        help="recompute decoder blocks in the backward pass (less memory, one more forward)",
+    )
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation")
     p.add_argument(
         "--eval-before",
@@ -255,6 +265,8 @@ def run(args) -> int:
         mask_alpha=args.mask_alpha,
         mask_rank=args.mask_rank,
         adapter=adapter,
+        kl_metrics=not args.no_kl_metrics,
+        remat=args.remat,
         seed=args.seed,
     )
     out = Path(args.out)

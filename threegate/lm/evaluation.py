@@ -22,11 +22,13 @@ from threegate.lm.config import LlamaConfig
 
 __all__ = [
     "MeanCI",
+    "Pass",
     "eval_report",
     "mean_ci",
     "paired_diff_ci",
     "paired_difference",
     "per_problem_accuracy",
+    "score_passes",
     "wilson_ci",
 ]
 
@@ -119,11 +121,34 @@ def wilson_ci(successes: int, n: int) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _generate_all(params, mcfg, task, problems, key, *, greedy, temperature, batch_size):
-    from threegate.lm.sample import generate
+class Pass(NamedTuple):
+    """One decoding of a problem set: argmax (`greedy`) or sampling at `temperature` with PRNG `key`."""
+
+    key: jax.Array
+    greedy: bool
+    temperature: float = 1.0
+
+
+def score_passes(
+    params: dict,
+    mcfg: LlamaConfig,
+    task: Any,
+    problems: Any,
+    passes: list[Pass],
+    *,
+    batch_size: int = 256,
+) -> list[tuple[np.ndarray, list[str]]]:
+    """For each pass, which of the `n` problems the verifier accepts (`[n]` bool) and the replies' texts.
+
+    Problems go in batches of `batch_size` (the last one padded to that compiled shape); each batch's prompts
+    are prefilled once and decoded by every pass (`generate_passes`), pass `j` on batch `i` with key
+    `fold_in(passes[j].key, i)`, exactly as one `generate` call per pass and batch would sample.
+    """
+    from threegate.lm.sample import generate_passes
 
     a, b = np.asarray(problems.a), np.asarray(problems.b)
-    correct, texts = [], []
+    correct: list[list[np.ndarray]] = [[] for _ in passes]
+    texts: list[list[str]] = [[] for _ in passes]
     for i, start in enumerate(range(0, a.shape[0], batch_size)):
         sub = type(problems)(
             jnp.asarray(a[start : start + batch_size]), jnp.asarray(b[start : start + batch_size])
@@ -138,23 +163,22 @@ def _generate_all(params, mcfg, task, problems, key, *, greedy, temperature, bat
         else:
             sub_padded = sub
         prompts, pmask = task.prompts(sub_padded)
-        out = generate(
+        outs = generate_passes(
             params,
             mcfg,
-            jnp.asarray(prompts),
-            jnp.asarray(pmask),
-            jax.random.fold_in(key, i),
+            prompts,
+            pmask,
+            [(jax.random.fold_in(p.key, i), p.greedy, p.temperature) for p in passes],
             max_new_tokens=task.answer_len,
-            temperature=temperature,
-            greedy=greedy,
             eos_id=task.eos_id,
         )
-        tokens, mask = np.asarray(out.tokens)[:n_sub], np.asarray(out.mask)[:n_sub]
-        _, c = task.score(sub, tokens, mask)
-        correct.append(np.asarray(c))
-        if hasattr(task, "replies"):
-            texts += task.replies(tokens, mask)
-    return np.concatenate(correct), texts
+        for j, out in enumerate(outs):
+            tokens, mask = np.asarray(out.tokens)[:n_sub], np.asarray(out.mask)[:n_sub]
+            _, c = task.score(sub, tokens, mask)
+            correct[j].append(np.asarray(c))
+            if hasattr(task, "replies"):
+                texts[j] += task.replies(tokens, mask)
+    return [(np.concatenate(c), t) for c, t in zip(correct, texts, strict=True)]
 
 
 def eval_report(
@@ -177,25 +201,12 @@ def eval_report(
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    greedy, texts = _generate_all(
-        params, mcfg, task, problems, key, greedy=True, temperature=1.0, batch_size=batch_size
-    )
-    sampled = np.stack(
-        [
-            _generate_all(
-                params,
-                mcfg,
-                task,
-                problems,
-                jax.random.fold_in(key, 1000 + j),
-                greedy=False,
-                temperature=temperature,
-                batch_size=batch_size,
-            )[0]
-            for j in range(k)
-        ],
-        axis=1,
-    ).astype(np.float64)
+    passes = [Pass(key, True)] + [
+        Pass(jax.random.fold_in(key, 1000 + j), False, temperature) for j in range(k)
+    ]
+    scored = score_passes(params, mcfg, task, problems, passes, batch_size=batch_size)
+    greedy, texts = scored[0]
+    sampled = np.stack([c for c, _ in scored[1:]], axis=1).astype(np.float64)
     avg = sampled.mean(axis=1)
 
     def summary(idx):

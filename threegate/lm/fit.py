@@ -81,6 +81,14 @@ def _config_json(cfg: TrainConfig) -> str:
     return json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True, default=str)
 
 
+def _same_config(text: str, cfg: TrainConfig) -> bool:
+    """Whether a saved `train_config.json` describes `cfg`; fields it lacks (added to `TrainConfig` after it was
+    written) count as their defaults, which is what the run that wrote it did."""
+    saved = json.loads(text)
+    defaults = json.loads(_config_json(TrainConfig()))
+    return {**defaults, **saved} == json.loads(_config_json(cfg))
+
+
 def fit(
     cfg: TrainConfig,
     mcfg: LlamaConfig,
@@ -126,7 +134,7 @@ def fit(
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         cfg_file = out / "train_config.json"
-        if resume and cfg_file.is_file() and cfg_file.read_text() != _config_json(cfg):
+        if resume and cfg_file.is_file() and not _same_config(cfg_file.read_text(), cfg):
             raise ValueError(
                 f"{out}: --resume with a different configuration than train_config.json"
             )
@@ -361,17 +369,10 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean reward and accuracy of `params` on fixed `problems` (greedy decoding by default), in batches
     (`threegate.lm.evaluation` has the avg@k evaluation with confidence intervals)."""
-    from threegate.lm.evaluation import _generate_all
+    from threegate.lm.evaluation import Pass, score_passes
 
-    correct, _ = _generate_all(
-        params,
-        mcfg,
-        task,
-        problems,
-        key,
-        greedy=greedy,
-        temperature=temperature,
-        batch_size=batch_size,
+    [(correct, _)] = score_passes(
+        params, mcfg, task, problems, [Pass(key, greedy, temperature)], batch_size=batch_size
     )
     reward = np.where(correct, task.reward_correct, task.reward_wrong)
     return {"reward": float(reward.mean()), "accuracy": float(correct.mean())}

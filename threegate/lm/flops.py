@@ -14,7 +14,14 @@ from typing import NamedTuple
 
 from threegate.lm.config import LlamaConfig
 
-__all__ = ["GRPOStepFlops", "forward_flops", "grpo_step_flops"]
+__all__ = [
+    "GRPOStepFlops",
+    "NecessaryStepFlops",
+    "forward_flops",
+    "grpo_step_flops",
+    "necessary_generation_flops",
+    "necessary_step_flops",
+]
 
 
 def _per_token_linear(cfg: LlamaConfig) -> int:
@@ -68,3 +75,71 @@ def grpo_step_flops(
     decode = n * forward_flops(cfg, b, full, b)
     one_pass = forward_flops(cfg, b * full, full, b * n)
     return GRPOStepFlops(prefill + decode, logprob_passes * one_pass, 3 * one_pass)
+
+
+def _causal_attention(cfg: LlamaConfig, first: int, last: int) -> int:
+    """Attention FLOPs of the queries at positions `first..last-1` (0-based), each over its causal prefix."""
+    n = last - first
+    keys = (first + 1 + last) * n // 2  # sum of (i + 1) for i in [first, last)
+    return cfg.n_layers * 4 * cfg.n_heads * cfg.head_dim * keys
+
+
+class NecessaryStepFlops(NamedTuple):
+    """The necessary matmul FLOPs of one RL step with one update and no reference term, by phase."""
+
+    rollout: int
+    update: int
+
+    @property
+    def total(self) -> int:
+        return self.rollout + self.update
+
+
+def necessary_step_flops(
+    cfg: LlamaConfig, prompt_lens, completion_lens, *, group: int
+) -> NecessaryStepFlops:
+    """The FLOP floor's numerator: the matmul work an RL step cannot avoid, counted on real tokens only.
+
+    rollout: each distinct prompt (rows `::group`, `prompt_lens[i]` real tokens) prefilled once with causal
+    attention and logits at its last position; then, per row, one decode forward for every sampled token that
+    is followed by another (a row stops after its last real token), attending over its real prefix, with logits.
+    update: one forward and one backward (2× the forward) over each row's real prompt and completion, causal,
+    with logits only at the `completion_lens[i]` positions that predict completion tokens. No padding, no
+    old-policy pass (one update per step: the ratio is 1) and no reference pass (β = 0).
+    """
+    per_tok = _per_token_linear(cfg)
+    logit = 2 * cfg.d_model * cfg.vocab_size
+    rollout = update = 0
+    for i, (t, n) in enumerate(zip(prompt_lens, completion_lens, strict=True)):
+        t, n = int(t), int(n)
+        if i % group == 0:
+            rollout += _prefill(cfg, t)
+        rollout += _decodes(cfg, t, n)
+        fwd = (t + n) * per_tok + _causal_attention(cfg, 0, t + n) + n * logit
+        update += 3 * fwd
+    return NecessaryStepFlops(rollout, update)
+
+
+def _prefill(cfg: LlamaConfig, t: int) -> int:
+    """A `t`-token prompt once, causal, logits at its last position."""
+    return (
+        t * _per_token_linear(cfg) + _causal_attention(cfg, 0, t) + 2 * cfg.d_model * cfg.vocab_size
+    )
+
+
+def _decodes(cfg: LlamaConfig, t: int, n: int) -> int:
+    """The decode forwards of an `n`-token completion after a `t`-token prompt: one per token followed by
+    another, over its real prefix, with logits."""
+    k = max(n - 1, 0)
+    per = _per_token_linear(cfg) + 2 * cfg.d_model * cfg.vocab_size
+    return k * per + _causal_attention(cfg, t, t + k)
+
+
+def necessary_generation_flops(cfg: LlamaConfig, prompt_lens, passes_completion_lens) -> int:
+    """The floor of decoding the same prompts several times (an evaluation's greedy and k sampled passes):
+    each distinct prompt (`prompt_lens`, real tokens) prefilled once, then for every pass the decode forwards its
+    real completion tokens need (`passes_completion_lens[j][i]` tokens for prompt `i` in pass `j`)."""
+    total = sum(_prefill(cfg, int(t)) for t in prompt_lens)
+    for lens in passes_completion_lens:
+        total += sum(_decodes(cfg, int(t), int(n)) for t, n in zip(prompt_lens, lens, strict=True))
+    return total

@@ -16,7 +16,7 @@ from jaxtyping import ArrayLike, Bool, Float, Int
 from threegate.lm.config import LlamaConfig
 from threegate.lm.model import _decode, _prefill, stack_layers, unembed
 
-__all__ = ["GenerateOutput", "generate", "top_p_filter"]
+__all__ = ["GenerateOutput", "generate", "generate_passes", "top_p_filter"]
 
 
 class GenerateOutput(NamedTuple):
@@ -61,22 +61,9 @@ def _pick(logits: Array, key: Array, temperature: Array, top_p: Array, greedy: b
     return jax.random.categorical(key, tempered, axis=-1).astype(jnp.int32)
 
 
-@partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "greedy", "group"))
-def _generate(
-    params,
-    cfg,
-    prompt_tokens,
-    prompt_mask,
-    key,
-    temperature,
-    top_p,
-    eos_id,
-    *,
-    max_new_tokens,
-    greedy,
-    group,
-):
-    b, p = prompt_tokens.shape
+def _prefill_body(params, cfg, prompt_tokens, prompt_mask, *, max_new_tokens, group):
+    """Float32 params, stacked layers, the last prompt position's logits `[b, V]` and the KV cache."""
+    p = prompt_tokens.shape[1]
     # Upcast and stack the weights once per call: the decode steps then read float32 weights instead of
     # converting every bf16 weight again at every token.
     params = jax.tree.map(lambda x: x.astype(jnp.float32), params)
@@ -94,7 +81,15 @@ def _generate(
             positions=jnp.repeat(cache.positions, group, axis=0),
         )
         logits = jnp.repeat(logits, group, axis=0)
-    keys = jax.random.split(key, max_new_tokens)
+    return params, layers, logits[:, -1], cache
+
+
+def _decode_body(
+    params, layers, cfg, logits, cache, key, temperature, top_p, eos_id, *, steps, greedy
+):
+    """`steps` tokens per row from the prompt's logits and cache (see `generate`)."""
+    b = logits.shape[0]
+    keys = jax.random.split(key, steps)
 
     def step(carry, step_key):
         logits, cache, done = carry
@@ -108,9 +103,134 @@ def _generate(
         next_logits = unembed(params, cfg, h)
         return (next_logits, cache, done), (token, logp, live)
 
-    init = (logits[:, -1], cache, jnp.zeros((b,), bool))
+    init = (logits, cache, jnp.zeros((b,), bool))
     _, (tokens, logps, live) = jax.lax.scan(step, init, keys)
     return GenerateOutput(tokens.T, logps.T, live.T)
+
+
+@partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "greedy", "group"))
+def _generate(
+    params,
+    cfg,
+    prompt_tokens,
+    prompt_mask,
+    key,
+    temperature,
+    top_p,
+    eos_id,
+    *,
+    max_new_tokens,
+    greedy,
+    group,
+):
+    params, layers, logits, cache = _prefill_body(
+        params, cfg, prompt_tokens, prompt_mask, max_new_tokens=max_new_tokens, group=group
+    )
+    return _decode_body(
+        params,
+        layers,
+        cfg,
+        logits,
+        cache,
+        key,
+        temperature,
+        top_p,
+        eos_id,
+        steps=max_new_tokens,
+        greedy=greedy,
+    )
+
+
+@partial(jax.jit, static_argnames=("cfg", "max_new_tokens"))
+def _prefill_jit(params, cfg, prompt_tokens, prompt_mask, *, max_new_tokens):
+    _, _, logits, cache = _prefill_body(
+        params, cfg, prompt_tokens, prompt_mask, max_new_tokens=max_new_tokens, group=1
+    )
+    return logits, cache
+
+
+@partial(jax.jit, static_argnames=("cfg", "steps", "greedy"))
+def _decode_jit(params, cfg, logits, cache, key, temperature, top_p, eos_id, *, steps, greedy):
+    params = jax.tree.map(lambda x: x.astype(jnp.float32), params)
+    layers = stack_layers(params, cfg)
+    return _decode_body(
+        params,
+        layers,
+        cfg,
+        logits,
+        cache,
+        key,
+        temperature,
+        top_p,
+        eos_id,
+        steps=steps,
+        greedy=greedy,
+    )
+
+
+def generate_passes(
+    params: dict,
+    cfg: LlamaConfig,
+    prompt_tokens: Int[ArrayLike, "b p"],
+    prompt_mask: Bool[ArrayLike, "b p"],
+    passes: list[tuple[Array, bool, float]],
+    *,
+    max_new_tokens: int,
+    eos_id: int | None = None,
+) -> list[GenerateOutput]:
+    """Several `generate` calls on the same prompts with the prompt prefilled once: one output per pass
+    `(key, greedy, temperature)` (top-p 1). Pass `i` samples exactly as `generate(..., key=key_i,
+    greedy=greedy_i, temperature=temperature_i)` does (same keys, same per-row noise): an evaluation's greedy and
+    k sampled passes share one prefill, which is most of their matmul work."""
+    prompt_tokens = jnp.asarray(prompt_tokens, jnp.int32)
+    prompt_mask = jnp.asarray(prompt_mask)
+    _check_prompts(cfg, prompt_tokens, prompt_mask, max_new_tokens)
+    logits, cache = _prefill_jit(
+        params, cfg, prompt_tokens, prompt_mask, max_new_tokens=max_new_tokens
+    )
+    eos = jnp.asarray(-1 if eos_id is None else eos_id, jnp.int32)
+    outs = []
+    for key, greedy, temperature in passes:
+        if not greedy and not float(temperature) > 0:
+            raise ValueError(f"temperature must be > 0 (use greedy for argmax), got {temperature}")
+        outs.append(
+            _decode_jit(
+                params,
+                cfg,
+                logits,
+                cache,
+                key,
+                jnp.asarray(temperature if not greedy else 1.0, jnp.float32),
+                jnp.asarray(1.0, jnp.float32),
+                eos,
+                steps=max_new_tokens,
+                greedy=bool(greedy),
+            )
+        )
+    return outs
+
+
+def _check_prompts(cfg, prompt_tokens, prompt_mask, max_new_tokens) -> None:
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    if (
+        prompt_tokens.ndim != 2
+        or prompt_mask.shape != prompt_tokens.shape
+        or prompt_mask.dtype != jnp.bool_
+    ):
+        raise TypeError(
+            f"need int prompt_tokens [b, p] and a bool prompt_mask of the same shape, got "
+            f"{prompt_tokens.dtype}{list(prompt_tokens.shape)} and {prompt_mask.dtype}{list(prompt_mask.shape)}"
+        )
+    if prompt_tokens.shape[1] + max_new_tokens > cfg.max_seq_len:
+        raise ValueError(
+            f"prompt length {prompt_tokens.shape[1]} + max_new_tokens {max_new_tokens} exceeds max_seq_len "
+            f"{cfg.max_seq_len}"
+        )
+    if not isinstance(prompt_mask, jax.core.Tracer) and not bool(
+        np.all(np.asarray(prompt_mask)[:, -1])
+    ):
+        raise ValueError("prompts must be left-padded: prompt_mask[:, -1] must be all True")
 
 
 def generate(
@@ -157,24 +277,7 @@ def generate(
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     prompt_tokens = jnp.asarray(prompt_tokens)
     prompt_mask = jnp.asarray(prompt_mask)
-    if (
-        prompt_tokens.ndim != 2
-        or prompt_mask.shape != prompt_tokens.shape
-        or prompt_mask.dtype != jnp.bool_
-    ):
-        raise TypeError(
-            f"need int prompt_tokens [b, p] and a bool prompt_mask of the same shape, got "
-            f"{prompt_tokens.dtype}{list(prompt_tokens.shape)} and {prompt_mask.dtype}{list(prompt_mask.shape)}"
-        )
-    if prompt_tokens.shape[1] + max_new_tokens > cfg.max_seq_len:
-        raise ValueError(
-            f"prompt length {prompt_tokens.shape[1]} + max_new_tokens {max_new_tokens} exceeds max_seq_len "
-            f"{cfg.max_seq_len}"
-        )
-    if not isinstance(prompt_mask, jax.core.Tracer) and not bool(
-        np.all(np.asarray(prompt_mask)[:, -1])
-    ):
-        raise ValueError("prompts must be left-padded: prompt_mask[:, -1] must be all True")
+    _check_prompts(cfg, prompt_tokens, prompt_mask, max_new_tokens)
     if (
         isinstance(group, int)
         and group > 1

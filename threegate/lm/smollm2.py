@@ -4,6 +4,7 @@ The weights are dequantized to float32 by `GGUFCheckpoint` (llama.cpp's q/k row 
 the Q4_1-rounded weights, not the original bf16 ones; the model is SmolLM2-135M up to that quantization.
 """
 
+import functools
 import os
 
 import jax.numpy as jnp
@@ -21,7 +22,28 @@ __all__ = ["load_gguf_llama", "load_smollm2"]
 def load_gguf_llama(
     path: str | os.PathLike[str], dtype=jnp.float32
 ) -> tuple[LlamaConfig, dict[str, Array], Tokenizer]:
-    """A Llama GGUF file as `(config, params, tokenizer)`, params cast to `dtype` (f32 or bf16)."""
+    """A Llama GGUF file as `(config, params, tokenizer)`, params cast to `dtype` (f32 or bf16).
+
+    The last file read is kept (keyed by its resolved path, size, modification time and `dtype`): a process that
+    runs several trainings or evaluations of one model (a study, the test suite) dequantizes it once. Each call
+    gets its own dict of the (immutable) arrays.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:  # let the reader name the problem
+        return _read(path, dtype)
+    cfg, params, tokenizer = _read_cached(
+        os.path.realpath(path), st.st_size, st.st_mtime_ns, jnp.dtype(dtype)
+    )
+    return cfg, dict(params), tokenizer  # a fresh dict: a caller's edits never reach the cache
+
+
+@functools.lru_cache(maxsize=1)
+def _read_cached(path: str, size: int, mtime_ns: int, dtype) -> tuple:
+    return _read(path, dtype)
+
+
+def _read(path, dtype) -> tuple:
     from threegate.checkpoints.gguf import GGUFCheckpoint
 
     ckpt = GGUFCheckpoint(path)
