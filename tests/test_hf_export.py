@@ -327,7 +327,8 @@ def _max_rel_diff(ours: np.ndarray, theirs: np.ndarray) -> float:
     return float(np.max(np.abs(ours - theirs)) / np.max(np.abs(ours)))
 
 
-@pytest.mark.xdist_group("smollm2")  # in `make test`: our log-probs against transformers' on the real model
+# in `make test`: our log-probs against transformers' on the real model
+@pytest.mark.xdist_group("smollm2")
 def test_smollm2_transformers_logits_match_ours(smollm2_hf, offline):
     """Same bf16 weights (the exported file), float32 arithmetic on both sides: next-token log-probabilities
     agree to LOGIT_RTOL of the largest logit; a one-token shift of the input (a wrong answer) does not."""
