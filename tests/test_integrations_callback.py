@@ -109,6 +109,7 @@ def trained(tmp_path_factory):
     return root, cb, trainer
 
 
+@pytest.mark.slow
 def test_records_equal_compare_on_saved_checkpoints(trained, tmp_path):
     root, cb, _ = trained
     lines = read_jsonl(cb.path)
@@ -143,6 +144,7 @@ def test_records_equal_compare_on_saved_checkpoints(trained, tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_summary_logged_through_the_trainer(trained):
     _, cb, trainer = trained
     logged = [h for h in trainer.state.log_history if "threegate/sparsity_linear" in h]
