@@ -260,11 +260,13 @@ def run_warnings(arch: Architecture, views: dict[str, tuple[View, ...]], names) 
             f"{len(diffs)} tensor(s) stored in different dtypes in base and tuned (e.g. {diffs[0]}): "
             "'unchanged' then means equal values after an exact float64 upcast, not equal stored bits"
         )
-    if names.skipped:
+    if names.skipped:  # lines "FILE: NAME: reason", one per checkpoint holding the tensor
+        skipped = sorted({line.split(": ")[1] for line in names.skipped if line.count(": ") >= 2})
         lines.append(
-            f"{len(names.skipped)} integer/bool/float8 tensor(s) are not weights threegate compares and "
-            f"were left out: {'; '.join(names.skipped[:5])}"
-            + (f" (+{len(names.skipped) - 5} more)" if len(names.skipped) > 5 else "")
+            f"{len(skipped)} integer/bool/float8 tensor(s) are not weights threegate compares and were "
+            f"left out (not compared): {', '.join(skipped[:5])}"
+            + (f" (+{len(skipped) - 5} more)" if len(skipped) > 5 else "")
+            + f"; reader: {names.skipped[0]}"
         )
     return lines
 
