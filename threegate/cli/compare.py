@@ -10,7 +10,11 @@ _HELP = """Compare a base checkpoint with one or more tuned checkpoints, tensor 
 Writes DIR/tensors.jsonl (one record per tensor and tuned checkpoint, appended as computed), DIR/pairs.jsonl
 (Jaccard of update masks, with 2+ tuned checkpoints), DIR/summary.json, side .npz files and figures;
 DIR/costs.jsonl logs each unit's wall and CPU seconds. --ray runs the tensors as Ray tasks, same records.
-Checkpoints: .safetensors, *.safetensors.index.json, .gguf, or a folder holding one of them."""
+Checkpoints: .safetensors, *.safetensors.index.json, .gguf, or a folder holding one of them; a TUNED may be a
+PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors), measured as merged over BASE.
+Layer types come from config.json next to BASE (fused q/k/v and gate/up split, Conv1D transposed, MoE experts
+indexed); anything left untyped, dtype differences and integer tensors are warned about on stderr.
+Long runs resume (--resume); for live training runs see threegate.integrations.ThreeGateCallback."""
 
 
 def register(subparsers) -> None:
