@@ -16,7 +16,7 @@ GEMM rate; `step_over_floor` = step seconds over it. Per phase (rollout incl. th
 ratio, and the FLOPs the code computes (padded shapes, `grpo_step_flops` without the old/ref passes).
 Also the load average before and after (timings on a loaded machine are not comparable).
 
-Usage: python benchmarks/bench_lab.py [--steps 4] [--remat] [--json out.json]
+Usage: python benchmarks/bench_lab.py [--steps 4] [--no-remat] [--json out.json]
 """
 
 import argparse
@@ -89,7 +89,7 @@ def main() -> int:
     ap.add_argument("--group-size", type=int, default=8)
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument(
-        "--remat", action="store_true", help="recompute the blocks in the backward pass"
+        "--no-remat", action="store_true", help="keep the blocks' activations (more memory)"
     )
     ap.add_argument("--no-kl-phase", action="store_true", help="skip the second (instrumented) run")
     ap.add_argument("--json", default=None)
@@ -120,7 +120,7 @@ def main() -> int:
         minibatches=1,
         temperature=0.7,
         kl_metrics=False,
-        remat=args.remat,
+        remat=not args.no_remat,
     )
     res = fit(cfg, mcfg, task, params)
     rss = peak_rss_mb()
@@ -152,7 +152,7 @@ def main() -> int:
             "new_tokens": args.new_tokens,
             "completion_len_real_mean": float(np.mean([n.mean() for _, n in lengths])),
             "updates_per_step": 1,
-            "remat": args.remat,
+            "remat": not args.no_remat,
             "kl_metrics": False,
         },
         "step_seconds": step,

@@ -89,9 +89,9 @@ def register(subparsers) -> None:
         help="do not log the KL to the base and the entropy per step (saves one base forward per step)",
     )
     p.add_argument(
-        "--remat",
+        "--no-remat",
         action="store_true",
-        help="recompute decoder blocks in the backward pass (less memory, one more forward)",
+        help="keep every block's activations for the backward pass (faster, much more memory)",
     )
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation")
     p.add_argument(
@@ -266,7 +266,7 @@ def run(args) -> int:
         mask_rank=args.mask_rank,
         adapter=adapter,
         kl_metrics=not args.no_kl_metrics,
-        remat=args.remat,
+        remat=not args.no_remat,
         seed=args.seed,
     )
     out = Path(args.out)

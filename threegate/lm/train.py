@@ -90,7 +90,8 @@ class TrainConfig:
       kl_metrics: log the token-wise KL to the base (k1, k3 and exact) and the entropy on each step's samples,
         at the cost of one forward pass of the base model per step (its own phase; off for speed).
       remat: recompute each decoder block in the backward pass instead of keeping its activations (memory of
-        one layer instead of all, for one more forward of the blocks; same update).
+        one layer instead of all, for one more forward of the blocks; the same update). On by default: on
+        SmolLM2's GRPO step it takes the peak from 12.3 to 5.5 GB.
       vocab_chunk: rows of the unembedding per block of the chunked log-probabilities
         (`threegate.lm.logprobs`; None: a divisor of the vocabulary near 8192).
       seed: the run's seed; same seed ⇒ identical logs.
@@ -121,7 +122,7 @@ class TrainConfig:
     dynamic_sampling: bool = True
     dapo_max_rounds: int = 3
     kl_metrics: bool = True
-    remat: bool = False
+    remat: bool = True
     vocab_chunk: int | None = None
     seed: int = 0
 
