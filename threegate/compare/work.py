@@ -35,6 +35,7 @@ from threegate.compare.metrics import (
     delta_metrics,
     measure_info,
     prepare_base,
+    row_col_ratios,
     tensor_metrics,
 )
 from threegate.compare.npz import save_npz
@@ -273,8 +274,10 @@ def block_unit(
                 d2=d2,
                 changed=changed,
                 rule=rule,
-                rows=m.mean(axis=1) if m.ndim == 2 else None,
-                cols=m.sum(axis=0) if m.ndim == 2 else None,
+                rows=row_col_ratios(m)[0] if m.ndim == 2 else None,
+                cols=np.add.reduce(m.view(np.uint8), axis=0, dtype=np.int64)
+                if m.ndim == 2
+                else None,
             )
         )
         masks.append(m)
