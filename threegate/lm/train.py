@@ -533,9 +533,8 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
         (master, stored, opt_state), (loss, clip, gnorm, hs) = jax.lax.scan(
             one_update, (state.master, state.stored, state.opt_state), seq_idx
         )
-        if (
-            keep_h
-        ):  # one update: its pass ran at the pre-update policy on the batch's rows seq_idx[0]
+        if keep_h:
+            # one update: its loss pass ran at the pre-update policy, on the batch's rows seq_idx[0]
             mb0 = jax.tree.map(lambda x: jnp.take(x, seq_idx[0], axis=0), b)
             metrics |= kl_metrics(hs[0], params, jnp.take(h_ref, seq_idx[0], axis=0), frozen, mb0)
         new = TrainState(master, stored, opt_state, state.step + 1)
