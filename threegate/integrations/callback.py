@@ -123,7 +123,9 @@ class ThreeGateCallback(TrainerCallback):
         self.base: dict[str, np.ndarray] = {}
         self.states: dict = {}
         self.views: dict = {}
-        self.seconds = 0.0
+        self.seconds = 0.0  # all of the callback's own time: setup_seconds + sum(measure_seconds)
+        self.setup_seconds = 0.0
+        self.measure_seconds: list[float] = []
         self.last: dict | None = None
         self._writer = None
 
@@ -181,7 +183,8 @@ class ThreeGateCallback(TrainerCallback):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._writer = JsonlWriter(path)
-        self.seconds += time.perf_counter() - t0
+        self.setup_seconds = time.perf_counter() - t0
+        self.seconds += self.setup_seconds
 
     def measure(self, model, step: int) -> list[dict]:
         """Compare's records of the current parameters against step 0 (each with `step`)."""
@@ -217,7 +220,8 @@ class ThreeGateCallback(TrainerCallback):
             self._writer.write(r)
         self._writer.write({"step": step, "summary": summary})
         self.last = {"step": step, **summary}
-        self.seconds += time.perf_counter() - t0
+        self.measure_seconds.append(time.perf_counter() - t0)
+        self.seconds += self.measure_seconds[-1]
         if self.trainer is not None:
             self.trainer.log(_flat(summary))
         return control
