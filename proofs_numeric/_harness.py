@@ -36,6 +36,7 @@ import jax
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
+from proofs_numeric._sizes import SIZES
 from threegate._numerics import BOUND_SLACK_C, bound_holds, premise_lt
 from threegate.rates import SlopeFit, fit_loglog_slope
 
@@ -57,7 +58,6 @@ __all__ = [
     "summarize",
 ]
 
-SIZES: Final = ("tiny", "default", "large")
 FORMS: Final = ("paper", "corrected")
 KINDS: Final = ("exact", "asymptotic")
 RELATIONS: Final = ("<=", "<", "==", "->1", "rate")

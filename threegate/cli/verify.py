@@ -29,7 +29,7 @@ _TEXT_WIDTH = 118
 
 
 def register(subparsers) -> None:
-    from proofs_numeric._harness import SIZES
+    from proofs_numeric._sizes import SIZES
 
     p = subparsers.add_parser(
         "verify",
