@@ -273,6 +273,7 @@ def offline(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("smollm2")
 def test_smollm2_export_rounds_the_gguf_weights_once(smollm2_hf):
     from threegate.checkpoints.gguf import GGUFCheckpoint, smollm2_gguf_path
 
@@ -298,6 +299,7 @@ def test_smollm2_export_rounds_the_gguf_weights_once(smollm2_hf):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("smollm2")
 def test_smollm2_tokenizer_json_encodes_as_ours(smollm2_hf):
     from tokenizers import Tokenizer
 
@@ -311,6 +313,7 @@ def test_smollm2_tokenizer_json_encodes_as_ours(smollm2_hf):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("smollm2")
 def test_smollm2_auto_tokenizer_and_chat_template_agree(smollm2_hf, offline):
     _, transformers = offline
     out, _, ours = smollm2_hf
