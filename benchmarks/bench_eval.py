@@ -53,7 +53,7 @@ def main() -> int:
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from bench_lab import gemm_rate, peak_rss_mb
+    from bench_lab import emit, gemm_rate, peak_rss_mb
 
     from threegate.lm.evaluation import eval_report
     from threegate.lm.flops import necessary_generation_flops
@@ -127,16 +127,8 @@ def main() -> int:
         "flop_floor_seconds": floor,
         "eval_over_floor": times[-1] / floor,
         "peak_rss_mb": rss,
-        "backend": jax.default_backend(),
-        "cpu_count": os.cpu_count(),
-        "loadavg_before": load_before,
-        "loadavg_after": os.getloadavg(),
     }
-    print(json.dumps(out, indent=2))
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
+    emit(out, load_before, args.json)
     return 0
 
 

@@ -43,6 +43,24 @@ def gemm_rate(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best
 
 
+def emit(record: dict, load_before, path: str | None) -> None:
+    """Add the machine's fields (backend, cores, load average before and now) to a benchmark record, print it and
+    write it to `path` (when given)."""
+    import jax
+
+    record |= {
+        "backend": jax.default_backend(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+    }
+    print(json.dumps(record, indent=2))
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(record, f, indent=2)
+
+
 def peak_rss_mb() -> float | None:
     """This process's resident high-water mark (VmHWM), MB; None where /proc is absent."""
     try:
@@ -99,7 +117,6 @@ def main() -> int:
 
     import dataclasses
 
-    import jax
     import numpy as np
 
     from threegate.lm.fit import fit
@@ -169,16 +186,8 @@ def main() -> int:
         "rollout_over_floor": rollout / (need_rollout / rate),
         "update_over_floor": update / (need_update / rate),
         "peak_rss_mb": rss,
-        "backend": jax.default_backend(),
-        "cpu_count": os.cpu_count(),
-        "loadavg_before": load_before,
-        "loadavg_after": os.getloadavg(),
     }
-    print(json.dumps(out, indent=2))
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
+    emit(out, load_before, args.json)
     return 0
 
 
