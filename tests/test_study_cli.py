@@ -80,5 +80,6 @@ def test_analysis_and_report_of_discovered_runs(runs_root, tmp_path):
 def test_presets_train_the_issue_runs():
     names = [n for n, _ in run_specs(PRESETS["full"], Path("r"))]
     assert names == ["grpo-s0", "sft-s0", "grpo-s1", "dapo-s0"]
-    argv = dict(run_specs(PRESETS["quick"], Path("r")))["dapo-s0"]
-    assert argv[:2] == ["train", "dapo"] and "--checkpoints" in argv and "--gates" in argv
+    spec = dict(run_specs(PRESETS["quick"], Path("r")))["dapo-s0"]
+    assert spec.train.algo == "dapo" and spec.model.name == "smollm2"
+    assert spec.checkpoints == 3 and spec.gates == 3 and spec.train.steps == PRESETS["quick"].steps

@@ -36,9 +36,9 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from threegate.cli import main as cli_main
     from threegate.compare.jsonl import to_jsonable
     from threegate.errors import ThreegateError
+    from threegate.lm.run import run_experiment
     from threegate.study.analyse import analyse
     from threegate.study.report import write_report
     from threegate.study.smollm2 import (
@@ -54,17 +54,18 @@ def run(args) -> int:
     root = Path(args.runs) if args.runs else out / "runs"
     out.mkdir(parents=True, exist_ok=True)
     say = lambda m: print(f"study: {m}", file=sys.stderr)  # noqa: E731
-    sparse = [(name, argv) for _, name, argv in sparse_specs(preset, root)]
+    sparse = [(name, spec) for _, name, spec in sparse_specs(preset, root)]
     if not args.no_train:
-        for name, argv in [*run_specs(preset, root), *sparse]:
+        for name, spec in [*run_specs(preset, root), *sparse]:
             folder = root / name
             if (folder / "eval.json").is_file():
                 say(f"{name} done, reused")
                 continue
-            resume = ["--resume"] if (folder / "log.jsonl").is_file() else []
             say(f"training {name}")
-            if cli_main([*argv, *resume]) != 0:
-                raise ThreegateError(f"training {name} failed (see the line above)")
+            try:
+                run_experiment(spec, folder, resume=(folder / "log.jsonl").is_file())
+            except (ValueError, OSError) as e:
+                raise ThreegateError(f"training {name} failed: {e}") from e
     base, runs = discover_runs(root, [name for name, _ in run_specs(preset, root)])
     study = analyse(
         base,

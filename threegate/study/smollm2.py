@@ -24,8 +24,12 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from threegate.study.analyse import Run, StudyConfig
+
+if TYPE_CHECKING:
+    from threegate.lm.run import RunSpec
 
 __all__ = [
     "PRESETS",
@@ -72,44 +76,43 @@ RUNS = (
 )
 
 
-def run_specs(preset: Preset, root: Path) -> list[tuple[str, list[str]]]:
-    """(name, `threegate train` argv) of every run of the preset, writing under `root`."""
-    specs = []
-    for name, algo, lr, seed in RUNS:
-        argv = [
-            "train", algo, "--model", "smollm2", "--task", "addition",
-            "--steps", str(preset.steps), "--prompts", str(preset.prompts),
-            "--group-size", str(preset.group), "--minibatches", str(min(4, preset.prompts)),
-            "--max-new-tokens", str(preset.new_tokens), "--lr", str(lr), "--seed", str(seed),
-            "--checkpoints", "3", "--gates", "3", "--eval-size", str(preset.eval_size),
-            "--eval-k", str(preset.eval_k), "--heldout-split", preset.split,
-            "--no-progress", "--out", str(root / name),
-        ]  # fmt: skip
-        specs.append((name, argv))
-    return specs
+def _spec(preset: Preset, algo: str, lr: float, seed: int, steps: int, **extra):
+    from threegate.lm.run import spec_from_options
+
+    return spec_from_options(
+        algo=algo, model="smollm2", task="addition", steps=steps, prompts=preset.prompts,
+        group_size=preset.group, minibatches=min(4, preset.prompts),
+        max_new_tokens=preset.new_tokens, lr=lr, seed=seed, eval_size=preset.eval_size,
+        eval_k=preset.eval_k, heldout_split=preset.split, **extra,
+    )  # fmt: skip
 
 
-def sparse_specs(preset: Preset, root: Path) -> list[tuple[str, str, list[str]]]:
-    """(arm, run name, `threegate train` argv) of the sparse-RL arms; the dense arm first (its base evaluation
-    is reused by the others)."""
+def run_specs(preset: Preset, root: Path) -> list[tuple[str, "RunSpec"]]:
+    """(name, `RunSpec`) of every run of the preset; run `name` goes to `root / name`."""
+    del root  # the folders are the caller's: root / name
+    return [
+        (name, _spec(preset, algo, lr, seed, preset.steps, checkpoints=3, gates=3))
+        for name, algo, lr, seed in RUNS
+    ]
+
+
+def sparse_specs(preset: Preset, root: Path) -> list[tuple[str, str, "RunSpec"]]:
+    """(arm, run name, `RunSpec`) of the sparse-RL arms, into `root / name`; the dense arm first (its base
+    evaluation, `root/sparse-dense/eval_before.json`, is reused by the others)."""
     from threegate.study.sparse import MASKS
 
     specs = []
     for arm in MASKS:
-        name = f"sparse-{arm}"
-        argv = [
-            "train", "grpo", "--model", "smollm2", "--task", "addition",
-            "--steps", str(preset.sparse_steps), "--prompts", str(preset.prompts),
-            "--group-size", str(preset.group), "--minibatches", str(min(4, preset.prompts)),
-            "--max-new-tokens", str(preset.new_tokens), "--lr", "2e-05", "--seed", "0",
-            "--checkpoints", "1", "--eval-size", str(preset.eval_size),
-            "--eval-k", str(preset.eval_k), "--heldout-split", preset.split,
-            "--no-progress", "--out", str(root / name),
-        ]  # fmt: skip
+        extra = {}
         if arm != "dense":
-            argv += ["--mask", arm, "--mask-rank", str(preset.k), "--mask-alpha", "0.5"]
-            argv += ["--eval-before", str(root / "sparse-dense" / "eval_before.json")]
-        specs.append((arm, name, argv))
+            extra = dict(
+                mask=arm,
+                mask_rank=preset.k,
+                mask_alpha=0.5,
+                eval_before=str(root / "sparse-dense" / "eval_before.json"),
+            )
+        spec = _spec(preset, "grpo", 2e-5, 0, preset.sparse_steps, checkpoints=1, **extra)
+        specs.append((arm, f"sparse-{arm}", spec))
     return specs
 
 
