@@ -2,8 +2,9 @@
 
     python scripts/replay_run.py reports/smollm2/grpo-s0 --steps 3 --out /tmp/replay-grpo-s0
 
-Builds the run's command line from `run.json` (the first command), with `--steps N`, no evaluation, no gates and a
-fresh `--out`, runs it in this process, and prints for every logged field of the first N records the largest
+Reads the run's `RunSpec` from `run.json` (`RunSpec.from_json`; a run.json that predates specs holds the command's
+options, read the same way), cuts it to N steps without evaluation or gates, runs it with `run_experiment` into a
+fresh `--out`, and prints for every logged field of the first N records the largest
 relative difference against the committed `log.jsonl` (timings aside). Discrete fields (reward, accuracy,
 response lengths) must agree exactly for the replay to have sampled the same completions. Exit 1 if any field
 differs by more than `--rtol`.
@@ -15,28 +16,34 @@ import sys
 from pathlib import Path
 
 TIMINGS = {"seconds", "rollout_seconds", "update_seconds"}
-SKIP = {
-    "command",
-    "func",
-    "debug",
-    "out",
-    "resume",
-    "steps",
-    "gates",
-    "no_eval",
-    "no_progress",
-    "algo",
-}
 
 
-def command_line(argv: dict, steps: int, out: str) -> list[str]:
-    cmd = ["train", argv["algo"]]
-    for key, value in argv.items():
-        if key in SKIP or value is None or value is False:
-            continue
-        flag = "--" + key.replace("_", "-")
-        cmd += [flag] if value is True else [flag, str(value)]
-    return [*cmd, "--steps", str(steps), "--no-eval", "--no-progress", "--out", out]
+def replay_spec(run: Path, steps: int, overrides: list[str]):
+    """The run's `RunSpec` (from run.json: its spec, or the options of a run.json that predates specs, with
+    `KEY=VALUE` overrides of those options), cut to `steps` steps without evaluation, gates or checkpoints."""
+    import dataclasses
+
+    from threegate.lm.run import RunSpec, spec_from_options
+
+    record = json.loads((run / "run.json").read_text())
+    if overrides:
+        if "argv" not in record:
+            raise SystemExit("--set overrides a command option; this run.json holds a spec only")
+        argv = dict(record["argv"])
+        for kv in overrides:
+            k, v = kv.split("=", 1)
+            argv[k] = v
+        spec = spec_from_options(**argv)
+    else:
+        spec = RunSpec.from_json(run / "run.json")
+    return dataclasses.replace(
+        spec,
+        train=dataclasses.replace(spec.train, steps=steps),
+        eval=dataclasses.replace(spec.eval, enabled=False),
+        gates=0,
+        checkpoints=0,
+        checkpoint_every=0,
+    )
 
 
 def main() -> int:
@@ -46,20 +53,14 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--rtol", type=float, default=1e-3)
     ap.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override an argv key"
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override an option"
     )
     args = ap.parse_args()
-    argv = json.loads((args.run / "run.json").read_text())["argv"]
-    for kv in args.set:
-        k, v = kv.split("=", 1)
-        argv[k] = v
-    cmd = command_line(argv, args.steps, args.out)
-    print("threegate " + " ".join(cmd), flush=True)
-    from threegate.cli import main as cli
+    spec = replay_spec(args.run, args.steps, args.set)
+    print(spec.to_json(), flush=True)
+    from threegate.lm.run import run_experiment
 
-    rc = cli(cmd)
-    if rc:
-        return rc
+    run_experiment(spec, args.out)
     old = [json.loads(s) for s in (args.run / "log.jsonl").read_text().splitlines() if s.strip()]
     new = [json.loads(s) for s in (Path(args.out) / "log.jsonl").read_text().splitlines() if s]
     worst = {}
