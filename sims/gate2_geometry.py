@@ -31,7 +31,7 @@ import numpy as np
 
 from sims._contract import Claim, check_size, verdict_from_interval, write_result
 from sims._figs import figure, interval, write_jsonl
-from threegate import bf16, masks
+from threegate import masks
 from threegate.natural_step import principal_curvature_quad, principal_natural_step
 from threegate.spectral import (
     mirsky_check,
@@ -41,6 +41,7 @@ from threegate.spectral import (
     wedin_check,
     weyl_check,
 )
+from threegate.stored import unchanged_mask
 
 __all__ = [
     "NAME",
@@ -228,7 +229,7 @@ def checkpoint_metrics(
     t0, t1 = top_k(w0, k), top_k(w1, k)
     stored0 = w0.astype(jnp.float32).astype(jnp.bfloat16)
     stored1 = w_master.astype(jnp.bfloat16)
-    mask = ~bf16.bitwise_unchanged(stored0, stored1)
+    mask = ~unchanged_mask(stored0, stored1)
     ov_p = masks.overlap(masks.principal_mask(w0, k, alpha), mask)
     ov_l = masks.overlap(masks.low_magnitude_mask(w0, alpha), mask)
     wy, mi = weyl_check(w0, w1), mirsky_check(w0, w1)

@@ -33,6 +33,7 @@ import optax
 from sims._contract import Claim, check_size, verdict_from_interval, write_result
 from sims._figs import figure, interval, write_jsonl
 from threegate import bf16, masks
+from threegate.stored import unchanged_mask
 
 __all__ = [
     "NAME",
@@ -131,7 +132,7 @@ def make_run(cfg: PrecisionLRConfig):
         keys = jax.random.split(k_noise, cfg.steps)
         (params, _), lost = jax.lax.scan(step, (params, state), keys)
         w1 = params.astype(jnp.bfloat16)
-        update_mask = ~bf16.bitwise_unchanged(w0, w1)
+        update_mask = ~unchanged_mask(w0, w1)
         low = masks.low_magnitude_mask(w0.astype(jnp.float32), cfg.alpha)
         ov = masks.overlap(low, update_mask)
         delta = w1.astype(jnp.float32) - w0.astype(jnp.float32)

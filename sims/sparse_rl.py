@@ -31,6 +31,7 @@ from sims._contract import Claim, check_size, write_result
 from threegate.lm.batched import fit_batched, init_run
 from threegate.lm.evaluation import mean_ci
 from threegate.lm.train import TrainConfig
+from threegate.stored import unchanged_mask
 from threegate.study.sparse import MASKS, sparse_claims
 
 NAME = "sparse-rl"
@@ -131,13 +132,13 @@ def _mask_share(frozen_masks: dict) -> float:
 
 
 def _masked_entries_changed(base_params: dict, stored: dict, masks: dict) -> int:
-    """How many frozen entries changed their bf16 bits (the lab guarantees 0)."""
+    """How many frozen entries changed their stored bf16 value (Def 2.1, `threegate.stored`; the lab guarantees 0)."""
     changed = 0
     for name, m in masks.items():
         m = np.asarray(m)
-        before = np.asarray(jnp.asarray(base_params[name]).astype(jnp.bfloat16)).view(np.uint16)
-        after = np.asarray(jnp.asarray(stored[name]).astype(jnp.bfloat16)).view(np.uint16)
-        changed += int(np.sum(before[~m] != after[~m]))
+        before = jnp.asarray(base_params[name]).astype(jnp.bfloat16)
+        after = jnp.asarray(stored[name]).astype(jnp.bfloat16)
+        changed += int(np.sum(~np.asarray(unchanged_mask(before, after))[~m]))
     return changed
 
 

@@ -21,6 +21,7 @@ MODULES = (
     "threegate.policy",
     "threegate.natural_step",
     "threegate.claims",
+    "threegate.stored",
 )
 
 _FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE

@@ -16,6 +16,7 @@ import numpy as np
 
 from threegate import masks
 from threegate.masks import bottom_fraction_mask, selection_count, top_fraction_mask
+from threegate.stored import unchanged_mask_np
 
 __all__ = [
     "bottom_fraction_mask",
@@ -42,20 +43,16 @@ def fraction_count(alpha: float, size: int) -> int:
 def changed_mask(w0: np.ndarray, w1: np.ndarray) -> tuple[np.ndarray, str]:
     """Update mask $M = \\mathbb 1[W_1 \\not\\approx W_0]$ (Def 2.1, M2) and the rule used.
 
-    Same dtype: stored codes differ, except that $(\\pm0, \\mp0)$ is unchanged as rule (1) says ("bits"). For
-    bf16 this is exactly rule (1) with $\\eta = 10^{-3}$ on finite pairs (Prop E.3 / Cor E.4). Different
-    dtypes: values differ after an exact float64 upcast ("value"). Non-finite entries are the caller's to
-    exclude.
+    Same dtype: not unchanged under the one rule of `threegate.stored` (stored codes differ, a $(\\pm0, \\mp0)$
+    flip is unchanged) ("bits"). For bf16 this is exactly rule (1) with $\\eta = 10^{-3}$ on finite pairs
+    (Prop E.3 / Cor E.4). Different dtypes: values differ after an exact float64 upcast ("value"; $+0 = -0$
+    there too). Non-finite entries are the caller's to exclude.
     """
     w0, w1 = np.asarray(w0), np.asarray(w1)
     if w0.shape != w1.shape:
         raise ValueError(f"w0 and w1 must have the same shape, got {w0.shape} and {w1.shape}")
     if w0.dtype == w1.dtype and w0.dtype.itemsize in (2, 4, 8):
-        uint = np.dtype(f"u{w0.dtype.itemsize}")
-        a, b = w0.view(uint), w1.view(uint)
-        magnitude = np.asarray(~(np.iinfo(uint).max // 2 + 1) & np.iinfo(uint).max, dtype=uint)
-        both_zero = ((a & magnitude) == 0) & ((b & magnitude) == 0)
-        return (a != b) & ~both_zero, "bits"
+        return ~unchanged_mask_np(w0, w1), "bits"
     return w0.astype(np.float64) != w1.astype(np.float64), "value"
 
 

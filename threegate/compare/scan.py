@@ -1,9 +1,10 @@
 """One streaming pass over a (base, tuned) pair of bf16 tensors: the update mask and its sums, at memory speed.
 
 `pair_scan(w0, w1, low)` computes in one chunked pass (buffers reused, so no large temporaries): the update
-mask $M$ (Def 2.1, rule (1): stored codes differ, $\\pm0$ equal), its count, $\\|W_0\\|_F^2$ and
-$\\|W_1 - W_0\\|_F^2$ with every term formed exactly in float64 (bf16 -> float32 is a bit placement, float32 ->
-float64 exact), non-finite counts, and, given a `LowSelection`, $|M_{low}\\cap M|$ without building $M_{low}$.
+mask $M$ (Def 2.1 by the one rule, `threegate.stored.codes_unchanged`: stored codes differ, $\\pm0$ equal),
+its count, $\\|W_0\\|_F^2$ and $\\|W_1 - W_0\\|_F^2$ with every term formed exactly in float64 (bf16 -> float32
+is a bit placement, float32 -> float64 exact), non-finite counts, and, given a `LowSelection`,
+$|M_{low}\\cap M|$ without building $M_{low}$.
 
 `low_selection(w0, alpha)` is M9 ($M_{low}$, the $\\lfloor\\alpha mn\\rfloor$ entries of smallest $|W_0|$, ties to
 the lower flat index: `threegate.masks.bottom_fraction_mask`) as a threshold: a histogram of the 15-bit
@@ -20,6 +21,8 @@ from typing import NamedTuple
 
 import ml_dtypes
 import numpy as np
+
+from threegate.stored import codes_unchanged
 
 __all__ = ["LowSelection", "PairScan", "fast", "low_selection", "pair_scan"]
 
@@ -237,11 +240,7 @@ def _scan_range(a, b, mask, lo, hi, low, with_joint, need_w2):
         x, y = a[i : min(hi, i + _CHUNK)], b[i : min(hi, i + _CHUNK)]
         k = x.size
         m, t, s = mask[i : i + k], t16[:k], tb[:k]
-        np.not_equal(x, y, out=m)
-        np.bitwise_or(x, y, out=t)
-        np.bitwise_and(t, _MAG, out=t)
-        np.not_equal(t, 0, out=s)
-        np.logical_and(m, s, out=m)  # (+0, -0) is unchanged
+        np.logical_not(codes_unchanged(x, y), out=m)  # Def 2.1, the rule of `threegate.stored`
         changed += int(np.count_nonzero(m))
         hi_a[1 : 2 * k : 2] = x
         hi_b[1 : 2 * k : 2] = y

@@ -1,11 +1,14 @@
 """Sparse fine-tuning helpers of the RL lab: one-shot update masks from $W_0$, and bf16 update sparsity.
 
 Masks are `{name: bool [m, n]}` over the linear projections (HF names, `[out, in]`), True = trainable. Sparsity
-(Def 2.2, M1) is measured bitwise on the stored bf16 tensors: an entry is unchanged iff its 16 bits are equal.
+(Def 2.2, M1) is measured on the stored bf16 tensors with the one definition of "unchanged" of
+`threegate.stored` (equal codes, a signed-zero flip unchanged), the rule `threegate compare` uses.
 """
 
 import jax
 import jax.numpy as jnp
+
+from threegate.stored import count_unchanged
 
 __all__ = ["LINEAR_MODULES", "build_masks", "is_linear_name", "unchanged_fraction"]
 
@@ -54,14 +57,11 @@ def build_masks(cfg, params: dict, key: jax.Array) -> dict | None:
 
 
 def unchanged_fraction(stored: dict, ref: dict) -> dict:
-    """Bitwise-unchanged fraction of the stored bf16 params vs step 0: all tensors, and linear layers only."""
+    """Unchanged fraction (Def 2.1 via `threegate.stored.count_unchanged`) of the stored bf16 params vs step 0:
+    all tensors, and linear layers only."""
     same_all = n_all = same_lin = n_lin = 0
     for name, w in stored.items():
-        eq = jnp.sum(
-            jax.lax.bitcast_convert_type(w, jnp.uint16)
-            == jax.lax.bitcast_convert_type(ref[name], jnp.uint16),
-            dtype=jnp.int32,
-        )
+        eq = count_unchanged(w, ref[name])
         same_all, n_all = same_all + eq, n_all + w.size
         if is_linear_name(name):
             same_lin, n_lin = same_lin + eq, n_lin + w.size

@@ -22,6 +22,7 @@ import numpy as np
 
 from threegate.claims import Claim, Verdict, verdict_from_interval
 from threegate.lm.evaluation import MeanCI, mean_ci, paired_diff_ci
+from threegate.stored import unchanged_mask_np
 
 __all__ = [
     "MASKS",
@@ -164,16 +165,15 @@ def sparse_claims(
 
 
 def _frozen_check(folder, masks: dict) -> dict:
-    """Bits changed outside the mask between step 0 and the run's last checkpoint (must be 0), and inside it."""
+    """Entries changed (Def 2.1, `threegate.stored`) outside the mask between step 0 and the run's last
+    checkpoint (must be 0), and inside it."""
     from threegate.checkpoints import open_checkpoint
 
     steps = sorted(folder.glob("step_*"))
     outside = inside = 0
     with open_checkpoint(steps[0]) as a, open_checkpoint(steps[-1]) as b:
         for name, m in masks.items():
-            x = np.asarray(a.load(name)).view(np.uint16)
-            y = np.asarray(b.load(name)).view(np.uint16)
-            changed = x != y
+            changed = ~unchanged_mask_np(np.asarray(a.load(name)), np.asarray(b.load(name)))
             outside += int(np.count_nonzero(changed & ~m))
             inside += int(np.count_nonzero(changed & m))
     return {"changed_outside_mask": outside, "changed_inside_mask": inside, "last": steps[-1].name}
