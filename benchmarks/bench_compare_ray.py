@@ -74,7 +74,7 @@ def _child(workers: int, argv: list[str]) -> dict:
 def _costs(out: Path) -> list[dict]:
     """`costs.jsonl` with the tensor's shape and type, and `warm` (not the first of its shape in its process)."""
     from threegate.checkpoints import classify
-    from threegate.compare.jsonl import read_jsonl
+    from threegate.records import read_jsonl
 
     recs = {r["name"]: r for r in read_jsonl(out / "tensors.jsonl")}
     seen, rows = set(), []

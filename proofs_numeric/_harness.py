@@ -39,6 +39,7 @@ from jax.typing import ArrayLike, DTypeLike
 from proofs_numeric._sizes import SIZES
 from threegate._numerics import BOUND_SLACK_C, bound_holds, premise_lt
 from threegate.rates import SlopeFit, fit_loglog_slope
+from threegate.records import to_jsonable
 
 __all__ = [
     "FORMS",
@@ -100,23 +101,10 @@ class VerifyConfig:
 
 
 def jsonable(x: Any) -> Any:
-    """`x` as plain JSON data: arrays → lists, numpy scalars → Python, non-finite floats → "inf"/"-inf"/"nan"."""
-    if isinstance(x, Mapping):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, (np.ndarray, jax.Array)):
-        return jsonable(np.asarray(x).tolist())
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        v = float(x)
-        return v if math.isfinite(v) else str(v)
-    if x is None or isinstance(x, str):
-        return x
-    raise TypeError(f"cannot write a {type(x).__name__} to JSON")
+    """`x` as plain JSON data: arrays → lists, numpy scalars → Python, non-finite floats → "inf"/"-inf"/"nan"
+    (`threegate.records.to_jsonable` with `nonfinite="str"`: the checker tells an infinite ratio from an
+    undefined one)."""
+    return to_jsonable(x, nonfinite="str")
 
 
 def _ratio(lhs: float, rhs: float) -> float:

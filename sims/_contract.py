@@ -18,13 +18,12 @@ JSONL and its figures as PNG. Same seed and size ⇒ the same numbers (only `sec
 Claims *report* what the paper observed; what the theory guarantees is asserted in the tests, not here.
 """
 
-import json
-import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from threegate.claims import VERDICTS, Claim, Verdict, verdict_from_interval
+from threegate.records import to_jsonable, write_json
 
 __all__ = [
     "SIZES",
@@ -44,19 +43,6 @@ def check_size(size: str) -> None:
     """ValueError naming the contract's sizes unless `size` is one of them (every `run` calls it first)."""
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")
-
-
-def _jsonable(x: Any) -> Any:
-    """NumPy/JAX scalars and arrays → plain Python (NaN/inf → None, so the file is strict JSON)."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if hasattr(x, "tolist"):
-        return _jsonable(x.tolist())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def write_result(
@@ -89,10 +75,7 @@ def write_result(
         "claims": [c._asdict() for c in claims],
         "figures": list(figures),
         "data": list(data),
-        **(_jsonable(extra) if extra else {}),
+        **(to_jsonable(extra) if extra else {}),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "result.json").write_text(
-        json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n"
-    )
+    write_json(out_dir / "result.json", result, indent=2)
     return result

@@ -1,4 +1,4 @@
-"""Shared pieces of the RL simulations S6 and S7: per-run JSONL, evaluation of a finished run (verdict rules and
+"""Shared pieces of the RL simulations S6 and S7: evaluation of a finished run (verdict rules and
 figures are the library's: `threegate.study.sparse`, `threegate.study.figures`).
 
 Evaluation (M15): every run is scored on all $p^2$ problems of the tiny task, as avg@k (k completions sampled at
@@ -8,21 +8,18 @@ seed index and the eval key (common random numbers), so they reflect eval sampli
 through the seeds run.
 """
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
-from sims._contract import _jsonable
-from threegate.lm.evaluation import MeanCI, paired_diff_ci, per_problem_accuracy
+from threegate.lm.evaluation import per_problem_accuracy
+from threegate.stats import MeanCI, paired_diff_ci
 from threegate.study.figures import bar_figure, line_figure
 from threegate.study.sparse import ci_text, equivalence_verdict
 
 __all__ = [
-    "JsonlAppender",
     "bar_figure",
     "ci_text",
     "equivalence_verdict",
@@ -31,20 +28,6 @@ __all__ = [
     "paired",
     "tail_mean",
 ]
-
-
-class JsonlAppender:
-    """Append one JSON record per line to a file, flushed each time (results appear while the sim runs);
-    NaN/inf are written as null."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("")
-
-    def __call__(self, record: dict) -> None:
-        with self.path.open("a") as fh:
-            fh.write(json.dumps(_jsonable(record), allow_nan=False) + "\n")
 
 
 def eval_run(params: dict, base: Any, eval_seed: int, k: int) -> dict[str, np.ndarray]:

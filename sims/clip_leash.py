@@ -24,7 +24,7 @@ import numpy as np
 from scipy import stats
 
 from sims._contract import Claim, check_size, write_result
-from sims._figs import figure, write_jsonl
+from sims._figs import figure
 from threegate._numerics import bound_holds
 from threegate.autoregressive import (
     ar_expected_return,
@@ -33,6 +33,7 @@ from threegate.autoregressive import (
     clip_limited_step,
     clipped_ratio_check,
 )
+from threegate.records import write_jsonl
 
 __all__ = ["EPSILONS", "NAME", "SIZES", "SUMMARY", "ClipSize", "ClipTrace", "run", "traces"]
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sims._contract import Claim, check_size, write_result
-from sims._figs import figure, write_jsonl
+from sims._figs import figure
 from threegate.kl import gibbs_tilt
 from threegate.policy import (
     TanhPolicy,
@@ -37,6 +37,7 @@ from threegate.policy import (
     scores,
 )
 from threegate.rates import fit_loglog_slope
+from threegate.records import write_jsonl
 
 __all__ = ["CLASSES", "NAME", "SIZES", "SUMMARY", "LeashSize", "LeashSweep", "run", "sweep"]
 

@@ -30,9 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from sims._contract import Claim, check_size, verdict_from_interval, write_result
-from sims._figs import figure, interval, write_jsonl
+from sims._figs import figure
 from threegate import masks
 from threegate.natural_step import principal_curvature_quad, principal_natural_step
+from threegate.records import write_jsonl
 from threegate.spectral import (
     mirsky_check,
     sin_theta,
@@ -41,6 +42,7 @@ from threegate.spectral import (
     wedin_check,
     weyl_check,
 )
+from threegate.stats import normal_interval
 from threegate.stored import unchanged_mask
 
 __all__ = [
@@ -278,7 +280,7 @@ def _pooled_overlap(m: CheckpointMetrics, field: str, alpha: float) -> tuple[flo
     if total == 0:
         return math.nan, math.nan, math.nan
     value = float(np.nansum(inter) / total)
-    lo, hi = interval(value - alpha, math.sqrt(alpha * (1 - alpha) / total))
+    lo, hi = normal_interval(value - alpha, math.sqrt(alpha * (1 - alpha) / total))
     return value, lo, hi
 
 

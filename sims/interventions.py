@@ -31,11 +31,11 @@ from sims._tiny import pretrained
 from sims.tiny_lm import RL_SIZES, rl_config, train_run
 from threegate._numerics import tol
 from threegate.checkpoints import classify, layer_index
-from threegate.claims import mean_interval
-from threegate.compare.jsonl import JsonlWriter
 from threegate.lm.interventions import haar_orthogonal, permute_heads, rotate_vo, unpermute_mask
 from threegate.lm.model import forward
 from threegate.masks import jaccard, jaccard_baseline
+from threegate.records import JsonlWriter
+from threegate.stats import mean_interval
 from threegate.study.updates import update_masks
 
 __all__ = ["NAME", "SUMMARY", "intervene", "invariance", "run"]

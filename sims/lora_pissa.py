@@ -33,8 +33,9 @@ from threegate import masks as tg_masks
 from threegate import spectral
 from threegate.lm.adapters import AdapterConfig, target_names
 from threegate.lm.batched import fit_batched, init_run
-from threegate.lm.evaluation import mean_ci, paired_diff_ci
 from threegate.lm.train import TrainConfig
+from threegate.records import JsonlWriter
+from threegate.stats import mean_ci, paired_diff_ci
 
 NAME = "lora-pissa"
 SUMMARY = (
@@ -264,8 +265,8 @@ def run(out: Path, size: str = "quick", seed: int = 0) -> dict:
     d.mkdir(parents=True, exist_ok=True)
     base = pretrained(size, seed)
     seeds = [seed + i for i in range(cfg.n_seeds)]
-    steps_log = _rl.JsonlAppender(d / "steps.jsonl")
-    runs_log = _rl.JsonlAppender(d / "runs.jsonl")
+    steps_log = JsonlWriter(d / "steps.jsonl", fresh=True)
+    runs_log = JsonlWriter(d / "runs.jsonl", fresh=True)
     names = target_names(base.params)
     rows, geo, acc, curves = [], {}, {}, {}
     for rank, lr in itertools.product(cfg.ranks, cfg.lrs):
@@ -304,6 +305,8 @@ def run(out: Path, size: str = "quick", seed: int = 0) -> dict:
             runs_log(row)
     geo = {k: {f: np.concatenate(v) for f, v in fs.items()} for k, fs in geo.items()}
     acc = {k: np.concatenate(v) for k, v in acc.items()}
+    steps_log.close()
+    runs_log.close()
     claims = _claims(cfg, rows, geo, acc)
 
     top = max(cfg.lrs)

@@ -31,8 +31,10 @@ import numpy as np
 import optax
 
 from sims._contract import Claim, check_size, verdict_from_interval, write_result
-from sims._figs import figure, interval, write_jsonl
+from sims._figs import figure
 from threegate import bf16, masks
+from threegate.records import write_jsonl
+from threegate.stats import normal_interval
 from threegate.stored import unchanged_mask
 
 __all__ = [
@@ -199,7 +201,7 @@ def _claims(rows: dict[str, list[dict]], n_weights: int) -> list[Claim]:
         r = min(mid, key=lambda r: abs(r["sparsity"] - 0.5))
         changed = max(1.0, (1 - r["sparsity"]) * n_weights)
         base = r["overlap_low_baseline"]
-        lo, hi = interval(r["overlap_low"] - base, math.sqrt(base * (1 - base) / changed))
+        lo, hi = normal_interval(r["overlap_low"] - base, math.sqrt(base * (1 - base) / changed))
         obs = (
             f"Overlap(M_low, M) = {r['overlap_low']:.3f} vs random {base:.2f} at lr {r['lr']:.0e} "
             f"(sparsity {r['sparsity']:.2f}); 95% CI of the excess [{lo:+.3f}, {hi:+.3f}]"
@@ -233,7 +235,7 @@ def _claims(rows: dict[str, list[dict]], n_weights: int) -> list[Claim]:
             )
             diffs.append((b["sparsity"] - m["sparsity"], se, m["lr"]))
         d, se, lr = min(diffs, key=lambda t: t[0] - 1.96 * t[1])
-        lo, hi = interval(d, se)
+        lo, hi = normal_interval(d, se)
         obs = (
             f"at the {len(sub)} lr(s) where >90% of per-step updates are below half an ULP, bf16-stored sparsity "
             f"exceeds fp32-master sparsity by at least {d:+.3f} (lr {lr:.0e}; 95% CI [{lo:+.3f}, {hi:+.3f}]; null 0)"

@@ -29,8 +29,9 @@ import numpy as np
 from sims import _rl
 from sims._contract import Claim, check_size, write_result
 from threegate.lm.batched import fit_batched, init_run
-from threegate.lm.evaluation import mean_ci
 from threegate.lm.train import TrainConfig
+from threegate.records import JsonlWriter
+from threegate.stats import mean_ci
 from threegate.stored import unchanged_mask
 from threegate.study.sparse import MASKS, sparse_claims
 
@@ -157,8 +158,8 @@ def run(out: Path, size: str = "quick", seed: int = 0) -> dict:
     d.mkdir(parents=True, exist_ok=True)
     base = pretrained(size, seed)
     seeds = [seed + i for i in range(scfg.n_seeds)]
-    steps_log = _rl.JsonlAppender(d / "steps.jsonl")
-    runs_log = _rl.JsonlAppender(d / "runs.jsonl")
+    steps_log = JsonlWriter(d / "steps.jsonl", fresh=True)
+    runs_log = JsonlWriter(d / "runs.jsonl", fresh=True)
     specs, res = train_runs(scfg, base, seeds, on_step=steps_log)
 
     # evaluation: every run and the base, with the eval key of its seed index (paired across masks)
@@ -195,6 +196,8 @@ def run(out: Path, size: str = "quick", seed: int = 0) -> dict:
         )
     scores = {k: {f: np.concatenate(v[f]) for f in v} for k, v in per.items()}
     kl = {k: np.stack(v) for k, v in kl.items()}
+    steps_log.close()
+    runs_log.close()
     claims, summary = _claims(scfg, scores, kl)
 
     _rl.line_figure(

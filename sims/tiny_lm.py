@@ -21,10 +21,10 @@ import numpy as np
 
 from sims._contract import Claim, check_size, write_result
 from sims._tiny import TinyBase, pretrained
-from threegate.compare.jsonl import JsonlWriter
 from threegate.lm.checkpoint import save_checkpoint, step_dir
 from threegate.lm.fit import evaluate, fit
 from threegate.lm.train import TrainConfig
+from threegate.records import JsonlWriter
 from threegate.study import Run, StudyConfig, analyse
 
 __all__ = ["NAME", "RL_SIZES", "SUMMARY", "RLSize", "rl_config", "run", "train_run"]

@@ -22,6 +22,8 @@ MODULES = (
     "threegate.natural_step",
     "threegate.claims",
     "threegate.stored",
+    "threegate.records",
+    "threegate.stats",
 )
 
 _FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE

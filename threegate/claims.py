@@ -2,12 +2,15 @@
 
 Shared by the simulations (`sims._contract`) and the checkpoint-set analysis (`threegate.study`): a claim
 *reports* what the paper only observed; what the theory guarantees is asserted in tests instead. Every
-`observed` string carries the number beside its baseline or its interval.
+`observed` string carries the number beside its baseline or its interval (intervals: `threegate.stats`;
+`mean_interval` is re-exported here from there). `VERDICTS` is defined here once; the report and the
+simulations import it.
 """
 
 import math
-from collections.abc import Iterable
 from typing import Literal, NamedTuple
+
+from threegate.stats import mean_interval as mean_interval
 
 __all__ = ["VERDICTS", "Claim", "Verdict", "mean_interval", "verdict_from_interval"]
 
@@ -55,27 +58,3 @@ def verdict_from_interval(
     if hi < 0:
         return "disagrees"
     return "inconclusive"
-
-
-def mean_interval(xs: Iterable[float | None], z: float = 2.0) -> tuple[float, float, float, int]:
-    """Mean of the finite values of `xs` and the normal-approximation interval mean ± z·s/√n.
-
-    Returns `(mean, lo, hi, n)`; NaNs when there is no value, an infinite interval when there is one (a single
-    value says nothing about its spread).
-
-    Example:
-      >>> [round(x, 3) for x in mean_interval([1.0, 2.0, 3.0, None, float("nan")])]  # s = 1, n = 3
-      [2.0, 0.845, 3.155, 3]
-      >>> mean_interval([0.5])
-      (0.5, -inf, inf, 1)
-    """
-    v = [float(x) for x in xs if x is not None and math.isfinite(float(x))]
-    n = len(v)
-    if n == 0:
-        return math.nan, math.nan, math.nan, 0
-    mean = sum(v) / n
-    if n == 1:
-        return mean, -math.inf, math.inf, 1
-    var = sum((x - mean) ** 2 for x in v) / (n - 1)
-    half = z * math.sqrt(var / n)
-    return mean, mean - half, mean + half, n

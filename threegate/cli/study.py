@@ -36,9 +36,9 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from threegate.compare.jsonl import to_jsonable
     from threegate.errors import ThreegateError
     from threegate.lm.run import run_experiment
+    from threegate.records import to_jsonable, write_json
     from threegate.study.analyse import analyse
     from threegate.study.report import write_report
     from threegate.study.smollm2 import (
@@ -87,7 +87,7 @@ def run(args) -> int:
             if key in ev:
                 ev[key].pop("per_problem", None)
     study = to_jsonable(study)
-    (out / "study.json").write_text(json.dumps(study, indent=1, allow_nan=False) + "\n")
+    write_json(out / "study.json", study)
     write_report(study, out)
     print(f"wrote {out / 'study.json'} and {out / 'report.md'}")
     return 0

@@ -167,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     from proofs_numeric import REGISTRY, CheckerMissingError
     from proofs_numeric._harness import VerifyConfig, jsonable, summarize
     from proofs_numeric.errata import table_errata
+    from threegate.records import JsonlWriter, write_json
 
     ids = list(dict.fromkeys(args.only)) if args.only else list(REGISTRY)
     unknown = [i for i in ids if i not in REGISTRY]
@@ -185,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     jsonl = None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        jsonl = (out_dir / "verify.jsonl").open("w", encoding="utf-8")
+        jsonl = JsonlWriter(out_dir / "verify.jsonl", fresh=True)
     summaries, missing = [], []
     start = time.perf_counter()
     try:
@@ -202,8 +203,7 @@ def run(args: argparse.Namespace) -> int:
             summary["elapsed_s"] = round(time.perf_counter() - t0, 3)
             summaries.append(summary)
             if jsonl is not None:
-                jsonl.write(json.dumps(jsonable(summary)) + "\n")
-                jsonl.flush()
+                jsonl.write(jsonable(summary))
             print(
                 f"verify [{n}/{len(ids)}] {id}: {summary['status']} "
                 f"({len(records)} records, {summary['elapsed_s']:.1f} s)",
@@ -239,9 +239,7 @@ def run(args: argparse.Namespace) -> int:
             if s["status"] == "violated-as-stated"
         ]
         errata = {"tables": tables, "results": results} | meta
-        (out_dir / "errata.json").write_text(
-            json.dumps(jsonable(errata), indent=1) + "\n", encoding="utf-8"
-        )
+        write_json(out_dir / "errata.json", jsonable(errata), indent=1)
     if missing:
         raise CheckerMissingError(f"{len(missing)} result(s) have no checker: {'; '.join(missing)}")
     return 1 if any(s["status"] == "violated" for s in summaries) else 0

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from threegate.compare.jsonl import read_jsonl
 from threegate.compare.summary import load_profiles
+from threegate.records import read_jsonl
 
 __all__ = ["draw_all", "head_dim_for"]
 

@@ -9,13 +9,11 @@ keeping the last of duplicate lines (a unit that a resumed run redid after a cra
 order whatever the file order.
 """
 
-import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from threegate.checkpoints import stream_key
-from threegate.compare.jsonl import read_jsonl
+from threegate.records import read_jsonl, write_jsonl
 
 __all__ = ["canonicalize", "pair_order", "profile_order", "tensor_order"]
 
@@ -48,13 +46,7 @@ def _rewrite(path: Path, key: Callable[[dict], tuple], ident: Callable[[dict], t
         ident(r): r for r in read_jsonl(path)
     }  # a unit redone after a crash: keep its last lines
     lines = sorted(last.values(), key=key)
-    tmp = path.with_name(path.name + ".sorting")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in lines:
-            f.write(json.dumps(r, allow_nan=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_jsonl(path, lines)
 
 
 def canonicalize(out: Path, tuned: list[str]) -> None:

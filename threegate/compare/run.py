@@ -41,7 +41,6 @@ from threegate.checkpoints import (
 )
 from threegate.checkpoints.adapter import open_tuned
 from threegate.checkpoints.arch import Architecture, View, architecture_for
-from threegate.compare.jsonl import JsonlWriter, read_jsonl
 from threegate.compare.metrics import measure_info
 from threegate.compare.order import canonicalize
 from threegate.compare.work import (
@@ -54,6 +53,7 @@ from threegate.compare.work import (
     run_block,
     run_tensor,
 )
+from threegate.records import JsonlWriter, read_jsonl
 
 __all__ = [
     "CompareConfig",

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from threegate.checkpoints.arch import PROJECTION_TYPES
-from threegate.compare.jsonl import read_jsonl, to_jsonable
 from threegate.compare.npz import save_npz
 from threegate.compare.order import pair_order, tensor_order
+from threegate.records import read_jsonl, to_jsonable
 
 __all__ = ["format_summary", "load_profiles", "summarize"]
 

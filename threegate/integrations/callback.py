@@ -30,8 +30,8 @@ import numpy as np
 
 from threegate.checkpoints import architecture_for, layer_index
 from threegate.checkpoints.arch import PROJECTION_TYPES, Architecture
-from threegate.compare.jsonl import JsonlWriter, to_jsonable
 from threegate.compare.metrics import prepare_base, tensor_metrics
+from threegate.records import JsonlWriter, to_jsonable
 
 try:  # transformers is optional (the `hf` extra); the class still imports without it for documentation
     from transformers import TrainerCallback

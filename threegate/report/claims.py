@@ -14,6 +14,8 @@ and the errata check of Tables 4/5 becomes one claim per table ("each Avg is the
 import math
 from typing import Any, NamedTuple
 
+from threegate.claims import VERDICTS
+
 __all__ = [
     "STATUS_VERDICT",
     "VERDICTS",
@@ -25,7 +27,6 @@ __all__ = [
     "verify_claim",
 ]
 
-VERDICTS = ("agrees", "disagrees", "inconclusive")
 
 STATUS_VERDICT = {
     "holds": "agrees",

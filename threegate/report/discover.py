@@ -146,7 +146,7 @@ def _read_jsonl(root: Path, path: Path, problems: list[Problem]) -> list[dict]:
 
 def _read_steps(root: Path, path: Path, problems: list[Problem]) -> list[dict]:
     """The per-step summary lines of a `ThreeGateCallback` JSONL (its tensor records are skipped)."""
-    from threegate.compare.jsonl import read_jsonl
+    from threegate.records import read_jsonl
 
     try:
         lines = read_jsonl(path)

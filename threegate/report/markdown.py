@@ -14,12 +14,13 @@ import html
 import re
 from collections.abc import Callable
 
+from threegate.claims import VERDICTS
+
 __all__ = ["render_markdown"]
 
 ImageFn = Callable[[str, str], str | None]
 
 #: table cells holding exactly one of these words are shown as the report's coloured verdict pills
-_VERDICTS = ("agrees", "disagrees", "inconclusive")
 
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)(.*)$")
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -90,7 +91,7 @@ def _table(lines: list[str], image: ImageFn) -> str:
         for i, c in enumerate(cells):
             al = aligns[i] if i < len(aligns) else ""
             style = f' class="{al}"' if al else ""
-            if tag == "td" and c.strip().lower() in _VERDICTS:
+            if tag == "td" and c.strip().lower() in VERDICTS:
                 word = c.strip().lower()
                 parts.append(f'<td{style}><span class="pill {word}">{word}</span></td>')
             else:

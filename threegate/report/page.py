@@ -9,8 +9,9 @@ nothing refers outside the page.
 
 from typing import NamedTuple
 
+from threegate.claims import VERDICTS
 from threegate.report._html import Context, claims_table, esc, pill
-from threegate.report.claims import VERDICTS, ClaimRow
+from threegate.report.claims import ClaimRow
 from threegate.report.discover import Found
 from threegate.report.sources_html import (
     COMPARE_CAPTIONS,

@@ -31,9 +31,9 @@ import numpy as np
 from threegate.checkpoints import LINEAR_TYPES
 from threegate.compare import CompareConfig, run_compare, summarize
 from threegate.compare.coords import profile_corr
-from threegate.compare.jsonl import read_jsonl, to_jsonable
 from threegate.compare.summary import load_profiles
 from threegate.masks import moving_average
+from threegate.records import read_jsonl, to_jsonable, write_json
 from threegate.study.claims import study_claims
 
 __all__ = ["Run", "StudyConfig", "analyse"]
@@ -430,7 +430,5 @@ def analyse(
         study["figures"] += [
             str(p.relative_to(out)) for p in draw_study(study, out, base, cfg.head_dim)
         ]
-    (out / "study.json").write_text(
-        json.dumps(to_jsonable(study), indent=1, allow_nan=False) + "\n"
-    )
+    write_json(out / "study.json", study)
     return to_jsonable(study)

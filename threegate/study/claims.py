@@ -13,7 +13,8 @@ Each function reads the dict `threegate.study.analyse` builds and returns one `C
 import math
 
 from threegate._numerics import tol
-from threegate.claims import Claim, mean_interval, verdict_from_interval
+from threegate.claims import Claim, verdict_from_interval
+from threegate.stats import mean_interval
 
 __all__ = ["study_claims"]
 

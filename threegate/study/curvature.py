@@ -21,8 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from threegate.claims import Claim, mean_interval, verdict_from_interval
+from threegate.claims import Claim, verdict_from_interval
 from threegate.lm.curvature import FAMILIES, fisher_along, tensor_curvature
+from threegate.records import JsonlWriter, read_jsonl
+from threegate.stats import mean_interval
 
 __all__ = [
     "CurvatureConfig",
@@ -114,7 +116,7 @@ def measure_curvature(
             raise ValueError(
                 f"{head}: an earlier measurement with other settings; use another --out"
             )
-        done = {r["name"]: r for r in map(json.loads, path.read_text().splitlines())}
+        done = {r["name"]: r for r in read_jsonl(path)}
     else:
         path.write_text("")
     head.write_text(json.dumps(settings))
@@ -130,7 +132,7 @@ def measure_curvature(
     tokens = int(np.asarray(batch[3]).sum())
     layers = stack_layers(p32, mcfg)
     key = jax.random.key(cfg.seed + 1)
-    with path.open("a") as fh:
+    with JsonlWriter(path) as fh:
         for i, name in enumerate(names):
             if name in done:
                 continue
@@ -150,8 +152,7 @@ def measure_curvature(
                 q_fn, w, k=k, alpha=cfg.alpha, key=jax.random.fold_in(key, i), n=cfg.directions
             )
             rec = {"name": name, "layer": layer, "type": m.group(3), "tokens": tokens, **rec}
-            fh.write(json.dumps(rec) + "\n")
-            fh.flush()
+            fh.write(rec)
             done[name] = rec
     return [done[n] for n in names]
 

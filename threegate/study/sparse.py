@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from threegate.claims import Claim, Verdict, verdict_from_interval
-from threegate.lm.evaluation import MeanCI, mean_ci, paired_diff_ci
+from threegate.stats import MeanCI, mean_ci, paired_diff_ci
 from threegate.stored import unchanged_mask_np
 
 __all__ = [
@@ -254,7 +254,6 @@ def sparse_runs_study(
         "figures": [],
     }
     if out is not None:
-        from threegate.lm.evaluation import MeanCI
         from threegate.study.figures import bar_figure, line_figure
 
         out = Path(out)
