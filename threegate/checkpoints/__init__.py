@@ -14,10 +14,10 @@ from threegate.checkpoints.arch import PROJECTION_TYPES as PROJECTION_TYPES
 from threegate.checkpoints.arch import Architecture as Architecture
 from threegate.checkpoints.arch import View as View
 from threegate.checkpoints.arch import architecture_for as architecture_for
-from threegate.checkpoints.formats import FORMATS as FORMATS
-from threegate.checkpoints.formats import Checkpoint as Checkpoint
+from threegate.checkpoints.base import FORMATS as FORMATS
+from threegate.checkpoints.base import Checkpoint as Checkpoint
+from threegate.checkpoints.base import TensorInfo as TensorInfo
 from threegate.checkpoints.formats import SafetensorsCheckpoint as SafetensorsCheckpoint
-from threegate.checkpoints.formats import TensorInfo as TensorInfo
 from threegate.checkpoints.formats import open_checkpoint as open_checkpoint
 from threegate.checkpoints.gguf import GGUFCheckpoint as GGUFCheckpoint
 from threegate.checkpoints.gguf import LlamaHParams as LlamaHParams

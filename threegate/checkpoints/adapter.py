@@ -26,7 +26,8 @@ from typing import SupportsIndex
 import ml_dtypes
 import numpy as np
 
-from threegate.checkpoints.formats import Checkpoint, TensorInfo, open_checkpoint
+from threegate.checkpoints.base import Checkpoint, TensorInfo
+from threegate.checkpoints.formats import open_checkpoint
 from threegate.errors import CheckpointError
 
 __all__ = ["AdapterCheckpoint", "is_adapter", "open_tuned"]

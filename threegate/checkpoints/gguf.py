@@ -29,7 +29,7 @@ from typing import SupportsIndex
 import ml_dtypes
 import numpy as np
 
-from threegate.checkpoints.formats import Checkpoint, TensorInfo
+from threegate.checkpoints.base import Checkpoint, TensorInfo
 from threegate.errors import CheckpointError
 
 __all__ = [

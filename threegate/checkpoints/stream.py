@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from threegate.checkpoints.formats import Checkpoint, TensorInfo
+from threegate.checkpoints.base import Checkpoint, TensorInfo
 from threegate.errors import MismatchError
 
 __all__ = [
