@@ -25,8 +25,9 @@ from pathlib import Path
 
 from threegate.checkpoints import open_checkpoint
 from threegate.checkpoints.adapter import open_tuned
-from threegate.compare.run import CompareConfig, RunWriters, release_heap
+from threegate.compare.config import CompareConfig
 from threegate.compare.work import Job, block_ranges, finish_blocked, run_block, run_tensor
+from threegate.compare.writers import RunWriters, release_heap
 from threegate.errors import CheckpointError, ThreegateError
 
 __all__ = ["FAULT_HOOK", "import_ray", "stream_ray", "thread_env"]

@@ -10,8 +10,9 @@ Outputs in the run folder `out`:
 * `consensus/*.npz` — consensus ratio maps (M5) of the matrices of the chosen layer.
 * `costs.jsonl` — per unit of work (`threegate.compare.work`): wall and CPU seconds, bytes read, host, pid.
 
-Both drivers run the same units (`threegate.compare.work`); the Ray driver (`cfg.ray`, see
-`threegate.compare.distributed`) runs them as Ray tasks and appends lines in completion order. A complete run
+Both backends run the same units (`threegate.compare.work`) with the same signature: the serial one
+(`threegate.compare.serial.stream_serial`) and the Ray one (`cfg.ray`, `threegate.compare.distributed.stream_ray`),
+which runs them as Ray tasks and appends lines in completion order. A complete run
 ends with `canonicalize`, which rewrites the JSONL files in stream order, so the final files of a serial and a
 Ray run are the same bytes (`threegate.compare.order`).
 
@@ -22,12 +23,8 @@ row blocks, so only sparsity, norms and update ratios are computed for them (`sp
 Every record is flushed (fsync'ed every few seconds and at the end, `threegate.compare.jsonl`); `resume=True` skips what `tensors.jsonl` / `pairs.jsonl` already hold.
 """
 
-import ctypes
-import ctypes.util
-import dataclasses
 import json
 import math
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,81 +38,23 @@ from threegate.checkpoints import (
 )
 from threegate.checkpoints.adapter import open_tuned
 from threegate.checkpoints.arch import Architecture, View, architecture_for
+from threegate.compare.config import SETTING_FIELDS
+from threegate.compare.config import CompareConfig as CompareConfig
 from threegate.compare.metrics import measure_info
 from threegate.compare.order import canonicalize
+from threegate.compare.serial import stream_serial
 from threegate.compare.work import (
     Job,
-    UnitCost,
-    UnitResult,
-    block_ranges,
     consensus_path,
-    finish_blocked,
-    run_block,
-    run_tensor,
 )
-from threegate.records import JsonlWriter, read_jsonl
+from threegate.records import read_jsonl
 
 __all__ = [
     "CompareConfig",
-    "RunWriters",
     "choose_layer",
     "plan_jobs",
-    "release_heap",
     "run_compare",
 ]
-
-#: Settings a resumed run must share with the stored one (the name filter may differ: resume a filtered run
-#: with the full set).
-_SETTINGS = ("k", "alpha", "spectral", "dtype", "embeddings")
-
-
-@dataclasses.dataclass(frozen=True)
-class CompareConfig:
-    """Settings of one `threegate compare` run (see the command's help for each)."""
-
-    base: str
-    tuned: tuple[str, ...]
-    out: str
-    k: int = 64
-    alpha: float = 0.5
-    include: str | None = None
-    exclude: str | None = None
-    spectral: bool = True
-    dtype: str = "float32"
-    resume: bool = False
-    embeddings: bool = False
-    layer: str | None = None
-    block_bytes: int = 32 * 2**20
-    ray: str | None = None
-    max_retries: int = 3
-
-    def __post_init__(self):
-        if not self.tuned:
-            raise ValueError("compare needs at least one tuned checkpoint")
-        if not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"--k must be a positive integer, got {self.k}")
-        if not 0 < self.alpha < 1:
-            raise ValueError(f"--alpha must be in (0, 1), got {self.alpha}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"--dtype must be float32 or float64, got {self.dtype}")
-        for flag, rx in (("--include", self.include), ("--exclude", self.exclude)):
-            if rx is not None:
-                try:
-                    re.compile(rx)
-                except re.error as err:
-                    raise ValueError(f"{flag} {rx!r}: bad regular expression ({err})") from None
-        if len(set(self.keys())) != len(self.tuned):
-            raise ValueError("the same tuned checkpoint is given twice")
-        if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ValueError(
-                f"--max-retries must be a non-negative integer, got {self.max_retries}"
-            )
-        if self.ray is not None and not self.ray.strip():
-            raise ValueError("--ray ADDRESS: empty address")
-
-    def keys(self) -> list[str]:
-        """The tuned checkpoints' resolved paths (the `tuned` field of the records)."""
-        return [str(Path(t).resolve()) for t in self.tuned]
 
 
 def choose_layer(names: list[str], layer: str | None) -> tuple[int | None, str | None]:
@@ -135,26 +74,6 @@ def choose_layer(names: list[str], layer: str | None) -> tuple[int | None, str |
     return layer_index(layer), layer
 
 
-def release_heap() -> None:
-    """Hand freed heap memory back to the OS (glibc `malloc_trim`); a no-op where there is no glibc.
-
-    Each large tensor frees a few hundred MB of temporaries; glibc keeps much of it mapped, and across
-    hundreds of tensors the retained heap, not the live data, would set the peak RSS.
-    """
-    global _LIBC
-    if _LIBC is None:
-        name = ctypes.util.find_library("c")
-        try:
-            _LIBC = ctypes.CDLL(name) if name else False
-        except OSError:
-            _LIBC = False
-    if _LIBC and hasattr(_LIBC, "malloc_trim"):
-        _LIBC.malloc_trim(0)
-
-
-_LIBC = None
-
-
 def _skip_reason(view: View, cfg: CompareConfig) -> str | None:
     if not cfg.spectral:
         return "--no-spectral"
@@ -167,7 +86,7 @@ def _check_settings(out: Path, settings: dict) -> None:
     old = json.loads((out / "run.json").read_text())
     diff = [
         f"{key}: {old.get(key)!r} -> {settings[key]!r}"
-        for key in _SETTINGS
+        for key in SETTING_FIELDS
         if old.get(key) != settings[key]
     ]
     if diff:
@@ -214,7 +133,7 @@ def run_compare(cfg: CompareConfig, progress: Callable | None = None) -> Path:
         arch = architecture_for(cfg.base, *cfg.tuned)
         views = {n: arch.views(n, base.info(n).shape) for n in names}
         settings = {
-            **{key: getattr(cfg, key) for key in (*_SETTINGS, "include", "exclude")},
+            **{key: getattr(cfg, key) for key in (*SETTING_FIELDS, "include", "exclude")},
             "base": str(Path(cfg.base).resolve()),
             "tuned": keys,
             "layer": layer,
@@ -230,7 +149,7 @@ def run_compare(cfg: CompareConfig, progress: Callable | None = None) -> Path:
         out = _prepare_out(cfg, settings)
         jobs = plan_jobs(cfg, base, keys, list(names), layer, out, views)
         if cfg.ray is None or not jobs:  # nothing left to do: no need to start Ray
-            _stream(cfg, base, tuned, keys, jobs, out, progress)
+            stream_serial(cfg, base, tuned, keys, jobs, out, progress)
         else:
             from threegate.compare.distributed import stream_ray
 
@@ -304,54 +223,3 @@ def plan_jobs(
         blocked = reason is not None and big and single and vs[0].layer_type in ("embed", "lm_head")
         jobs.append(Job(name, want, want_pairs, need_cons, reason, blocked, tuple(vs)))
     return jobs
-
-
-class RunWriters:
-    """The run's appending JSONL files; `write` adds one unit's lines (each flushed)."""
-
-    def __init__(self, out: Path):
-        self._files = [
-            JsonlWriter(out / f) for f in ("tensors.jsonl", "pairs.jsonl", "profiles.jsonl")
-        ]
-        self._costs = JsonlWriter(out / "costs.jsonl")
-
-    def write(self, result: UnitResult, costs: list[UnitCost]) -> None:
-        tw, pw, fw = self._files
-        for line in result.profiles:
-            fw.write(line)
-        for rec in result.tensors:
-            tw.write(rec)
-        for rec in result.pairs:
-            pw.write(rec)
-        for c in costs:
-            self._costs.write(c._asdict())
-
-    def close(self) -> None:
-        for w in (*self._files, self._costs):
-            w.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _stream(cfg, base, tuned, keys, jobs, out, progress) -> None:
-    """The serial driver: one unit after the other, in stream order."""
-    it = progress(jobs) if progress is not None else jobs
-    with RunWriters(out) as w:
-        for job in it:
-            if job.blocked:
-                info = base.info(job.name)
-                parts = [
-                    run_block(base, tuned, job.name, a, b)
-                    for a, b in block_ranges(info, cfg.block_bytes)
-                ]
-                dtypes = [t.info(job.name).dtype for t in tuned]
-                res = finish_blocked(cfg, keys, job, info, dtypes, [p for p, _ in parts])
-                w.write(res, [c for _, c in parts])
-            else:
-                res, cost = run_tensor(cfg, keys, base, tuned, job, out)
-                w.write(res, [cost])
-            release_heap()
