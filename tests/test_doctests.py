@@ -1,7 +1,7 @@
 """The docstring examples of the core math modules run as doctests (stdlib `doctest`), one test per module.
 
 Each module's own docstrings are collected, plus those of the public names it re-exports (`threegate.spectral`
-re-exports `threegate._subspace` and `threegate._spectral_checks`). A test fails on any failing example, and
+re-exports `threegate.spectral._subspace` and `threegate.spectral._checks`). A test fails on any failing example, and
 also when a public function defined in the module has no example, so an example cannot be dropped silently.
 """
 

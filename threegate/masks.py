@@ -28,7 +28,7 @@ from jax.typing import ArrayLike
 from jaxtyping import Array, Bool, Float
 
 from threegate._numerics import eps, matmul, upcast
-from threegate._subspace import top_k
+from threegate.spectral import top_k
 
 __all__ = [
     "Overlap",

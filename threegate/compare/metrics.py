@@ -199,7 +199,7 @@ def row_col_ratios(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
-def _ratio_summary(x: np.ndarray) -> dict:
+def ratio_summary(x: np.ndarray) -> dict:
     return {
         "min": _num(x.min()),
         "max": _num(x.max()),
@@ -378,7 +378,7 @@ def tensor_metrics(
         return TensorResult(rec, profiles, mask)
     rows, cols = row_col_ratios(mask)
     profiles.update(row_ratio=rows, col_ratio=cols)
-    rec.update(row_update_ratio=_ratio_summary(rows), col_update_ratio=_ratio_summary(cols))
+    rec.update(row_update_ratio=ratio_summary(rows), col_update_ratio=ratio_summary(cols))
     if base.low is not None:
         rec["overlap_low"], rec["overlap_low_random"] = overlap(base.low, mask)
     elif scan is not None:  # |M_low ∩ M| / |M| from the pass; baseline |M_low| / mn (M10)

@@ -31,10 +31,10 @@ from threegate.checkpoints import Checkpoint, TensorInfo
 from threegate.checkpoints.arch import View
 from threegate.compare.coords import changed_mask, jaccard, jaccard_baseline
 from threegate.compare.metrics import (
-    _ratio_summary,
     delta_metrics,
     measure_info,
     prepare_base,
+    ratio_summary,
     row_col_ratios,
     tensor_metrics,
 )
@@ -358,8 +358,8 @@ def finish_blocked(
             rec["dtype_tuned"] = str(dt)
         if ok and len(info.shape) == 2:
             rows, cols = np.concatenate(st["rows"]), st["cols"] / info.shape[0]
-            rec["row_update_ratio"] = _ratio_summary(rows)
-            rec["col_update_ratio"] = _ratio_summary(cols)
+            rec["row_update_ratio"] = ratio_summary(rows)
+            rec["col_update_ratio"] = ratio_summary(cols)
             res.profiles.append(profile_line(name, key, {"row_ratio": rows, "col_ratio": cols}))
         res.tensors.append({**rec, "tuned": key})
     for (i, j), (n_and, n_or) in inter.items():

@@ -16,16 +16,16 @@ from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
 from threegate._numerics import matmul, premise_le, premise_lt, tol
-from threegate._subspace import (
-    _as_float,
-    _check_k,
-    _gap_from_values,
-    _norm2,
-    _svdvals,
+from threegate._types import BoundCheck
+from threegate.spectral._subspace import (
+    as_float,
+    check_k,
+    gap_from_values,
+    norm2,
     projector_distance,
     sin_theta,
+    svdvals,
 )
-from threegate._types import BoundCheck
 
 __all__ = [
     "ky_fan_check",
@@ -41,8 +41,8 @@ __all__ = [
 
 def _pair(w0: ArrayLike, w1: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Canonical `(w0, w1, dw)` in the measurement dtype; raises on shape or dtype mismatch."""
-    w0 = _as_float(w0, "w0")
-    w1 = _as_float(w1, "w1")
+    w0 = as_float(w0, "w0")
+    w1 = as_float(w1, "w1")
     if w0.shape != w1.shape:
         raise ValueError(f"w0 and w1 must have the same shape, got {w0.shape} and {w1.shape}")
     if w0.dtype != w1.dtype:
@@ -75,8 +75,8 @@ def weyl_check(w0: ArrayLike, w1: ArrayLike) -> BoundCheck:
       (0.5, 0.5)
     """
     w0, w1, dw = _pair(w0, w1)
-    lhs = jnp.max(jnp.abs(_svdvals(w1) - _svdvals(w0)))
-    return BoundCheck(lhs, _norm2(dw), _true())
+    lhs = jnp.max(jnp.abs(svdvals(w1) - svdvals(w0)))
+    return BoundCheck(lhs, norm2(dw), _true())
 
 
 @jax.jit
@@ -89,7 +89,7 @@ def mirsky_check(w0: ArrayLike, w1: ArrayLike) -> BoundCheck:
     References: Mirsky, Quart. J. Math. 11 (1960); Stewart & Sun (1990), Thm. IV.4.11.
     """
     w0, w1, dw = _pair(w0, w1)
-    lhs = jnp.sum(jnp.square(_svdvals(w1) - _svdvals(w0)))
+    lhs = jnp.sum(jnp.square(svdvals(w1) - svdvals(w0)))
     return BoundCheck(lhs, jnp.sum(jnp.square(dw)), _true())
 
 
@@ -105,11 +105,11 @@ def ky_fan_check(w0: ArrayLike, w1: ArrayLike, k: int) -> BoundCheck:
       `BoundCheck` with `lhs`, `rhs`, `premise` of shape `[2]`: index 0 the first link, index 1 the second.
     """
     w0, w1, dw = _pair(w0, w1)
-    _check_k(k, *w0.shape)
-    s0, s1 = _svdvals(w0)[:k], _svdvals(w1)[:k]
+    check_k(k, *w0.shape)
+    s0, s1 = svdvals(w0)[:k], svdvals(w1)[:k]
     abs_sum = jnp.sum(jnp.abs(s1 - s0))
     lhs = jnp.stack([jnp.abs(jnp.sum(s1) - jnp.sum(s0)), abs_sum])
-    rhs = jnp.stack([abs_sum, k * _norm2(dw)])
+    rhs = jnp.stack([abs_sum, k * norm2(dw)])
     return BoundCheck(lhs, rhs, _true((2,)))
 
 
@@ -136,13 +136,13 @@ def wedin_check(w0: ArrayLike, w1: ArrayLike, k: int, form: str = "rigorous") ->
     if form not in ("paper", "rigorous"):
         raise ValueError(f'form must be "paper" or "rigorous", got {form!r}')
     w0, w1, dw = _pair(w0, w1)
-    _check_k(k, *w0.shape)
+    check_k(k, *w0.shape)
     u0, s0, v0t = jnp.linalg.svd(w0, full_matrices=False)
     u1, _, v1t = jnp.linalg.svd(w1, full_matrices=False)
     sin_u = sin_theta(u0[:, :k], u1[:, :k])
     sin_v = sin_theta(v0t[:k].T, v1t[:k].T)
-    gap = _gap_from_values(s0, k)
-    e = _norm2(dw)
+    gap = gap_from_values(s0, k)
+    e = norm2(dw)
     size, scale = max(w0.shape), s0[0]
     if form == "paper":
         premise = premise_lt(jnp.zeros_like(gap), gap, w0.dtype, size, scale)
@@ -165,7 +165,7 @@ def projector_check(w0: ArrayLike, w1: ArrayLike, k: int) -> BoundCheck:
       `premise` True (equal dimensions hold by construction).
     """
     w0, w1, _ = _pair(w0, w1)
-    _check_k(k, *w0.shape)
+    check_k(k, *w0.shape)
     u0, _, v0t = jnp.linalg.svd(w0, full_matrices=False)
     u1, _, v1t = jnp.linalg.svd(w1, full_matrices=False)
     bases = ((u0[:, :k], u1[:, :k]), (v0t[:k].T, v1t[:k].T))
@@ -194,8 +194,8 @@ def leash_check(dw: ArrayLike, s_w: ArrayLike, delta_w: ArrayLike) -> BoundCheck
       where $\\mu_W$ is not positive; where only the budget is exceeded, rhs is still the formula's value (so the
       failure is visible).
     """
-    dw = _as_float(dw, "dw")
-    s_w = _as_float(s_w, "s_w")
+    dw = as_float(dw, "dw")
+    s_w = as_float(s_w, "s_w")
     size = dw.size
     if s_w.shape != (size, size):
         raise ValueError(
@@ -215,7 +215,7 @@ def leash_check(dw: ArrayLike, s_w: ArrayLike, delta_w: ArrayLike) -> BoundCheck
     leash = jnp.sqrt(_safe_div(2 * jnp.maximum(delta_w, 0), mu, mu_ok))
     quad_scale = 0.5 * lam_max * jnp.vdot(x, x, precision=jax.lax.Precision.HIGHEST)
     premise = premise_le(quad, delta_w, dw.dtype, size, quad_scale) & mu_ok
-    lhs = jnp.stack([jnp.linalg.norm(x), _norm2(dw)])
+    lhs = jnp.stack([jnp.linalg.norm(x), norm2(dw)])
     return BoundCheck(lhs, jnp.stack([leash, leash]), jnp.stack([premise, premise]))
 
 
@@ -247,7 +247,7 @@ def schur_complement(f: ArrayLike, n_w: int) -> Float[Array, "w w"]:
     `tol(dtype, p)`$\\cdot\\|F\\|_2$ only (the generalized Schur complement, still the minimum of the quadratic form
     over $\\Delta\\theta_{\\neg W}$ for PSD $F$). `n_w == p` returns $F$ (symmetrized).
     """
-    f = _as_float(f, "f")
+    f = as_float(f, "f")
     _check_square(f)
     if not isinstance(n_w, int) or not 1 <= n_w <= f.shape[0]:
         raise ValueError(f"n_w must be an int in [1, {f.shape[0]}], got {n_w!r}")
@@ -284,14 +284,14 @@ def schur_check(
       Scalar `BoundCheck`; premise $= F \\succeq 0$ and $F_{\\neg W,\\neg W}$ invertible, both up to
       `tol(dtype, p)`$\\cdot\\|F\\|_2$.
     """
-    f = _as_float(f, "f")
+    f = as_float(f, "f")
     _check_square(f)
     return _schur_check(f, dtheta, _canonical_block(block, f.shape[0]))
 
 
 @functools.partial(jax.jit, static_argnames="block")
 def _schur_check(f: jax.Array, dtheta: ArrayLike, block: tuple[int, ...]) -> BoundCheck:
-    dtheta = _as_float(dtheta, "dtheta", ndim=1)
+    dtheta = as_float(dtheta, "dtheta", ndim=1)
     p = f.shape[0]
     if dtheta.shape != (p,):
         raise ValueError(f"dtheta must have shape ({p},) to match f {f.shape}, got {dtheta.shape}")

@@ -26,43 +26,43 @@ $\\|\\Delta W\\|_2/(\\gamma_k-\\|\\Delta W\\|_2)$ holds:
     (True, 0.818)
 """
 
-from threegate._spectral_checks import (
+from threegate._types import BoundCheck as BoundCheck
+from threegate.spectral._checks import (
     ky_fan_check as ky_fan_check,
 )
-from threegate._spectral_checks import (
+from threegate.spectral._checks import (
     leash_check as leash_check,
 )
-from threegate._spectral_checks import (
+from threegate.spectral._checks import (
     mirsky_check as mirsky_check,
 )
-from threegate._spectral_checks import (
+from threegate.spectral._checks import (
     projector_check as projector_check,
 )
-from threegate._spectral_checks import (
+from threegate.spectral._checks import (
     schur_check as schur_check,
 )
-from threegate._spectral_checks import (
+from threegate.spectral._checks import (
     schur_complement as schur_complement,
 )
-from threegate._spectral_checks import (
+from threegate.spectral._checks import (
     wedin_check as wedin_check,
 )
-from threegate._spectral_checks import (
+from threegate.spectral._checks import (
     weyl_check as weyl_check,
 )
-from threegate._subspace import TopK as TopK
-from threegate._subspace import principal_angles as principal_angles
-from threegate._subspace import projector_distance as projector_distance
-from threegate._subspace import sin_theta as sin_theta
-from threegate._subspace import spectral_gap as spectral_gap
-from threegate._subspace import spectral_shift as spectral_shift
-from threegate._subspace import subspace_energy_fraction as subspace_energy_fraction
-from threegate._subspace import (
+from threegate.spectral._subspace import TopK as TopK
+from threegate.spectral._subspace import principal_angles as principal_angles
+from threegate.spectral._subspace import projector_distance as projector_distance
+from threegate.spectral._subspace import sin_theta as sin_theta
+from threegate.spectral._subspace import spectral_gap as spectral_gap
+from threegate.spectral._subspace import spectral_shift as spectral_shift
+from threegate.spectral._subspace import subspace_energy_fraction as subspace_energy_fraction
+from threegate.spectral._subspace import (
     subspace_energy_fraction_from_basis as subspace_energy_fraction_from_basis,
 )
-from threegate._subspace import subspace_energy_null as subspace_energy_null
-from threegate._subspace import top_k as top_k
-from threegate._types import BoundCheck as BoundCheck
+from threegate.spectral._subspace import subspace_energy_null as subspace_energy_null
+from threegate.spectral._subspace import top_k as top_k
 
 __all__ = [
     "BoundCheck",

@@ -37,7 +37,7 @@ class TopK(NamedTuple):
     v: Float[Array, "n k"]
 
 
-def _as_float(x: ArrayLike, name: str, ndim: int = 2) -> jax.Array:
+def as_float(x: ArrayLike, name: str, ndim: int = 2) -> jax.Array:
     """`x` as a real floating JAX array of rank `ndim`, upcast to its measurement dtype; raises on static misuse."""
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -54,18 +54,18 @@ def _same_shape(a: jax.Array, b: jax.Array, name_a: str, name_b: str) -> None:
         )
 
 
-def _check_k(k: int, m: int, n: int) -> None:
+def check_k(k: int, m: int, n: int) -> None:
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= min(m, n):
         raise ValueError(f"k must be an int in [1, min(m, n)] = [1, {min(m, n)}], got {k!r}")
 
 
-def _svdvals(x: jax.Array) -> jax.Array:
+def svdvals(x: jax.Array) -> jax.Array:
     return jnp.linalg.svd(x, compute_uv=False)
 
 
-def _norm2(x: jax.Array) -> jax.Array:
+def norm2(x: jax.Array) -> jax.Array:
     """Spectral norm $\\|x\\|_2 = \\sigma_1(x)$ (0 for an empty matrix)."""
-    sv = _svdvals(x)
+    sv = svdvals(x)
     return sv[0] if sv.shape[0] else jnp.zeros((), x.dtype)
 
 
@@ -86,13 +86,13 @@ def top_k(w: ArrayLike, k: int) -> TopK:
       >>> top_k(jnp.diag(jnp.array([3.0, 1.0])), 1).s
       Array([3.], dtype=float32)
     """
-    w = _as_float(w, "w")
-    _check_k(k, *w.shape)
+    w = as_float(w, "w")
+    check_k(k, *w.shape)
     u, s, vt = jnp.linalg.svd(w, full_matrices=False)
     return TopK(u[:, :k], s[:k], vt[:k, :].T)
 
 
-def _gap_from_values(s: jax.Array, k: int) -> jax.Array:
+def gap_from_values(s: jax.Array, k: int) -> jax.Array:
     nxt = s[k] if k < s.shape[0] else jnp.zeros((), s.dtype)
     return s[k - 1] - nxt
 
@@ -106,9 +106,9 @@ def spectral_gap(w: ArrayLike, k: int) -> Float[Array, ""]:
       >>> spectral_gap(jnp.diag(jnp.array([3.0, 1.0])), 1)
       Array(2., dtype=float32)
     """
-    w = _as_float(w, "w")
-    _check_k(k, *w.shape)
-    return _gap_from_values(_svdvals(w), k)
+    w = as_float(w, "w")
+    check_k(k, *w.shape)
+    return gap_from_values(svdvals(w), k)
 
 
 def _orthonormal_basis(a: jax.Array) -> jax.Array:
@@ -142,8 +142,8 @@ def principal_angles(a: ArrayLike, b: ArrayLike) -> Float[Array, " p"]:
       >>> principal_angles(jnp.eye(3)[:, :1], jnp.array([[1.0], [1.0], [0.0]]))  # doctest: +SKIP
       Array([0.7853982], dtype=float32)
     """
-    a = _as_float(a, "a")
-    b = _as_float(b, "b")
+    a = as_float(a, "a")
+    b = as_float(b, "b")
     if a.shape[0] != b.shape[0]:
         raise ValueError(
             f"a and b must have the same number of rows, got shapes {a.shape} and {b.shape}"
@@ -156,8 +156,8 @@ def principal_angles(a: ArrayLike, b: ArrayLike) -> Float[Array, " p"]:
     if qa.shape[1] < qb.shape[1]:
         qa, qb = qb, qa
     cross = matmul(qa.T, qb)  # [ka, kb], ka >= kb
-    cosines = _svdvals(cross)  # descending, kb values
-    sines = _svdvals(qb - matmul(qa, cross))  # descending, kb values
+    cosines = svdvals(cross)  # descending, kb values
+    sines = svdvals(qb - matmul(qa, cross))  # descending, kb values
     return jnp.arctan2(jnp.clip(sines, 0, 1), jnp.clip(cosines[::-1], 0, 1))
 
 
@@ -172,10 +172,10 @@ def sin_theta(u: ArrayLike, u_hat: ArrayLike) -> Float[Array, ""]:
       >>> sin_theta(jnp.eye(2)[:, :1], jnp.array([[0.6], [0.8]]))  # doctest: +SKIP
       Array(0.8, dtype=float32)
     """
-    u = _as_float(u, "u")
-    u_hat = _as_float(u_hat, "u_hat")
+    u = as_float(u, "u")
+    u_hat = as_float(u_hat, "u_hat")
     _same_shape(u, u_hat, "u", "u_hat")
-    return _norm2(u_hat - matmul(u, matmul(u.T, u_hat)))
+    return norm2(u_hat - matmul(u, matmul(u.T, u_hat)))
 
 
 @jax.jit
@@ -187,8 +187,8 @@ def projector_distance(u: ArrayLike, u_hat: ArrayLike) -> Float[Array, ""]:
     $(Q^\\top U)(Q^\\top U)^\\top - (Q^\\top\\hat U)(Q^\\top\\hat U)^\\top$; no `m x m` matrix is formed. For $k = l$ it
     equals $\\|\\sin\\Theta\\|_2$; for $k \\ne l$ it is 1.
     """
-    u = _as_float(u, "u")
-    u_hat = _as_float(u_hat, "u_hat")
+    u = as_float(u, "u")
+    u_hat = as_float(u_hat, "u_hat")
     if u.shape[0] != u_hat.shape[0]:
         raise ValueError(
             f"u and u_hat must have the same number of rows, got {u.shape} and {u_hat.shape}"
@@ -210,10 +210,10 @@ def spectral_shift(w0: ArrayLike, w1: ArrayLike) -> Float[Array, ""]:
     Full sorted spectra; $\\|\\sigma(W_0)\\|_2 = \\|W_0\\|_F$. Returns NaN when $W_0 = 0$ (undefined, by choice
     rather than a silent 0/0). Example: $W_1 = cW_0$ gives $|c-1|$; $W_1 = QW_0P$ (orthogonal $Q$, $P$) gives 0.
     """
-    w0 = _as_float(w0, "w0")
-    w1 = _as_float(w1, "w1")
+    w0 = as_float(w0, "w0")
+    w1 = as_float(w1, "w1")
     _same_shape(w0, w1, "w0", "w1")
-    s0, s1 = _svdvals(w0), _svdvals(w1)
+    s0, s1 = svdvals(w0), svdvals(w1)
     den = jnp.linalg.norm(s0)
     num = jnp.linalg.norm(s1 - s0)
     return jnp.where(den > 0, num / jnp.where(den > 0, den, 1), jnp.nan)
@@ -233,9 +233,9 @@ def subspace_energy_fraction_from_basis(
     Returns:
       A value in $[0, 1]$; NaN when $\\Delta W = 0$ (undefined). Null: `subspace_energy_null(m, n, k)`.
     """
-    u = _as_float(u, "u")
-    v = _as_float(v, "v")
-    dw = _as_float(dw, "dw")
+    u = as_float(u, "u")
+    v = as_float(v, "v")
+    dw = as_float(dw, "dw")
     if u.shape[0] != dw.shape[0] or v.shape[0] != dw.shape[1] or u.shape[1] != v.shape[1]:
         raise ValueError(
             f"need u [m, k], v [n, k], dw [m, n]; got {u.shape}, {v.shape}, {dw.shape}"
@@ -251,8 +251,8 @@ def subspace_energy_fraction(w0: ArrayLike, dw: ArrayLike, k: int) -> Float[Arra
 
     The null for an isotropic random $\\Delta W$ is $k^2/(mn)$ (`subspace_energy_null`); NaN when $\\Delta W = 0$.
     """
-    w0 = _as_float(w0, "w0")
-    dw = _as_float(dw, "dw")
+    w0 = as_float(w0, "w0")
+    dw = as_float(dw, "dw")
     _same_shape(w0, dw, "w0", "dw")
     u, _, v = top_k(w0, k)
     return subspace_energy_fraction_from_basis(u, v, dw)
@@ -266,5 +266,5 @@ def subspace_energy_null(m: int, n: int, k: int) -> float:
     """
     if min(m, n) < 1:
         raise ValueError(f"m and n must be >= 1, got {m} and {n}")
-    _check_k(k, m, n)
+    check_k(k, m, n)
     return k * k / (m * n)
