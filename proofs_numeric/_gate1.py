@@ -16,7 +16,7 @@ import numpy as np
 
 from proofs_numeric._harness import Record, VerifyConfig, holds_le, jsonable
 from threegate.kl import gibbs_tilt
-from threegate.policy import (
+from threegate.toy.policy import (
     LeashPoint,
     TanhPolicy,
     fisher,

@@ -38,8 +38,8 @@ from jax.typing import ArrayLike, DTypeLike
 
 from proofs_numeric._sizes import SIZES
 from threegate._numerics import BOUND_SLACK_C, bound_holds, premise_lt
-from threegate.rates import SlopeFit, fit_loglog_slope
 from threegate.records import to_jsonable
+from threegate.toy.rates import SlopeFit, fit_loglog_slope
 
 __all__ = [
     "FORMS",

@@ -4,7 +4,7 @@ Statement: $f=\\mathcal L_{PG}$, $g$ the frozen-policy surrogate at $\\theta_t$:
 $\\nabla f(\\theta_t)=\\nabla g(\\theta_t)$, and if $\\nabla f,\\nabla g$ are $L$-Lipschitz near $\\theta_t$,
 $|f(\\theta_t+\\Delta)-g(\\theta_t+\\Delta)|\\le\\frac L2\\|\\Delta\\|^2$.
 
-Reading (see `threegate.policy.pg_objective`): $f(\\theta)=-\\mathbb E_{\\pi_\\theta}[A_{\\theta_t}]$, whose gradient is the
+Reading (see `threegate.toy.policy.pg_objective`): $f(\\theta)=-\\mathbb E_{\\pi_\\theta}[A_{\\theta_t}]$, whose gradient is the
 policy gradient, and $g(\\theta)=-\\mathbb E_{\\pi_{\\theta_t}}[A_{\\theta_t}(\\log\\pi_\\theta-\\log\\pi_{\\theta_t})]$. Under the literal
 reading of (4) with on-policy samples, $-\\mathbb E_{\\pi_\\theta}[A\\log\\pi_\\theta]$, the gradients do *not* match (extra term
 $-\\mathbb E[A\\log\\pi\\,\\nabla\\log\\pi]$); that is recorded with premise False.
@@ -24,7 +24,7 @@ import numpy as np
 from proofs_numeric._gate1 import batched
 from proofs_numeric._harness import Record, VerifyConfig, holds_le
 from threegate._numerics import tol
-from threegate.policy import (
+from threegate.toy.policy import (
     QuadraticPolicy,
     frozen_surrogate,
     pg_loss_onpolicy,

@@ -6,7 +6,7 @@ Checks (log-linear and tanh classes; Gibbs tilts and arbitrary targets):
 - the exact identity $-\\mathbb E_{\\tilde q}[\\log\\pi_\\theta]-D_{KL}(\\tilde q\\|\\pi_\\theta)=H(\\tilde q)$ at the start $\\theta$ (the two
   objectives differ by a $\\theta$-free constant, so their optimisers coincide);
 - the two optimisers computed independently: $\\theta_{CE}$ by damped Newton on the cross-entropy
-  (`threegate.policy.m_projection`), $\\theta_{KL}$ by SciPy L-BFGS-B on `kl_categorical`; recorded as
+  (`threegate.toy.policy.m_projection`), $\\theta_{KL}$ by SciPy L-BFGS-B on `kl_categorical`; recorded as
   $\\|\\theta_{KL}-\\theta_{CE}\\|\\le2\\|\\nabla f(\\theta_{KL})\\|/m+\\tau$ with $m=\\lambda_{min}(\\nabla^2f(\\theta_{CE}))$ (the
   strong-convexity certificate of "equal to optimiser tolerance", factor 2 for the variation of the curvature);
 - premise removed: the reverse (I-projection) $\\arg\\min_\\theta D_{KL}(\\pi_\\theta\\|\\tilde q)$ is a different point.

@@ -20,7 +20,7 @@ from scipy.special import rel_entr
 from proofs_numeric._gate1 import TANH_SHAPE, random_tanh, sweep_points
 from proofs_numeric._harness import Record, VerifyConfig, holds_le
 from threegate.kl import gibbs_tilt
-from threegate.policy import QuadraticPolicy, logprob_hessians
+from threegate.toy.policy import QuadraticPolicy, logprob_hessians
 
 ID = "F.6"
 STATEMENT = "||H_q~(theta) - F(theta)||_op <= 2 L TV(q~, pi_theta) <= L sqrt(2 D_KL(q~ || pi_theta)), L = max_y ||grad^2 log pi(y)||_op"

@@ -4,7 +4,7 @@ Statement: if clipping enforces $r_t=\\pi_{\\theta^+}(y_t|\\cdot)/\\pi_\\theta(y
 $\\hat D_{KL}(\\pi_{\\theta^+}\\|\\pi_\\theta)\\le\\hat{\\mathbb E}[T]\\max\\{-\\log(1-\\varepsilon),\\log(1+\\varepsilon)\\}$, and $O(\\varepsilon^2)$ in the
 small-step regime with mean-zero advantages.
 
-Checks on the toy autoregressive policy of `threegate.autoregressive` ($T=6$, $N=5$):
+Checks on the toy autoregressive policy of `threegate.toy.autoregressive` ($T=6$, $N=5$):
 - random: $\\pi^+=\\pi(1+\\varepsilon c)$ with mean-zero $c$, $|c|\\le1$ (every ratio in the band), both the exact
   expectation and the Monte-Carlo $\\hat{\\mathbb E}_{\\pi^+}[\\sum_t\\log r_t]$ (2048 sequences; given the band on the batch
   this is a deterministic inequality, so no CLT slack is needed);
@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from proofs_numeric._harness import Record, VerifyConfig, holds_le, rate_record
-from threegate.autoregressive import (
+from threegate.toy.autoregressive import (
     ar_sample,
     clipped_ratio_check,
     ratio_band_perturbation,

@@ -27,7 +27,7 @@ from proofs_numeric._gate1 import (
 )
 from proofs_numeric._harness import Record, VerifyConfig, holds_eq, holds_le, rate_record
 from threegate.kl import gibbs_tilt
-from threegate.policy import leash_ratio_limit, policy_kl
+from threegate.toy.policy import leash_ratio_limit, policy_kl
 
 ID = "3.1"
 STATEMENT = (
@@ -38,7 +38,7 @@ KIND = "asymptotic"
 
 
 def analytic_limit(s: np.ndarray, pi: np.ndarray, reward: np.ndarray) -> float:
-    """β → ∞ limit of the ratio for q = π_θ (`threegate.policy.leash_ratio_limit`)."""
+    """β → ∞ limit of the ratio for q = π_θ (`threegate.toy.policy.leash_ratio_limit`)."""
     return float(leash_ratio_limit(jnp.asarray(s), jnp.asarray(pi), jnp.asarray(reward)))
 
 

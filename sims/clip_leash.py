@@ -1,6 +1,6 @@
 """S8: the clipping-only KL leash at β = 0 (paper Fig. 15, Lemma F.9; digest §9.3 S8).
 
-A tabular autoregressive policy (`threegate.autoregressive`: $T$ steps, vocabulary $N$, first-order) learns a
+A tabular autoregressive policy (`threegate.toy.autoregressive`: $T$ steps, vocabulary $N$, first-order) learns a
 verifiable per-token score $\\sum_t\\mathbb 1[y_t=y^\\star_t]$ with no KL penalty. Each step is the most a clipped
 objective lets one step move: $\\pi^+=\\pi(1+\\varepsilon c)$ with $c$ the exact advantage, centred and scaled so the
 largest ratio is $1\\pm\\varepsilon$ (`clip_limited_step`; Lemma F.9's premise holds on every conditional).
@@ -26,14 +26,14 @@ from scipy import stats
 from sims._contract import Claim, check_size, write_result
 from sims._figs import figure
 from threegate._numerics import bound_holds
-from threegate.autoregressive import (
+from threegate.records import write_jsonl
+from threegate.toy.autoregressive import (
     ar_expected_return,
     ar_kl_exact,
     ar_sample,
     clip_limited_step,
     clipped_ratio_check,
 )
-from threegate.records import write_jsonl
 
 __all__ = ["EPSILONS", "NAME", "SIZES", "SUMMARY", "ClipSize", "ClipTrace", "run", "traces"]
 

@@ -1,6 +1,6 @@
 """S2: Gate I, the one-step policy-KL leash and its weight bound (Props 3.1–3.2; digest §9.3 S2).
 
-Small categorical policies over $a$ outcomes (`threegate.policy.TanhPolicy`): log-linear ($A=0$, an exponential
+Small categorical policies over $a$ outcomes (`threegate.toy.policy.TanhPolicy`): log-linear ($A=0$, an exponential
 family) and one-hidden-layer ($\\mathrm{logits}=G\\theta+A\\tanh(B\\theta+c)$). For each instance, reference $q=\\pi_\\theta$
 and inverse temperatures $\\beta$: the exact Gibbs tilt $\\tilde q_\\beta\\propto q\\,e^{R/\\beta}$ (`gibbs_tilt`), its
 M-projection $\\theta^+$ (`m_projection`, via `leash_point`), and both sides of
@@ -29,15 +29,15 @@ import numpy as np
 from sims._contract import Claim, check_size, write_result
 from sims._figs import figure
 from threegate.kl import gibbs_tilt
-from threegate.policy import (
+from threegate.records import write_jsonl
+from threegate.toy.policy import (
     TanhPolicy,
     leash_point,
     leash_ratio_limit,
     log_probs,
     scores,
 )
-from threegate.rates import fit_loglog_slope
-from threegate.records import write_jsonl
+from threegate.toy.rates import fit_loglog_slope
 
 __all__ = ["CLASSES", "NAME", "SIZES", "SUMMARY", "LeashSize", "LeashSweep", "run", "sweep"]
 

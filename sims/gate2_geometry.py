@@ -4,7 +4,7 @@ A synthetic "pretrained" block $W_0\\in\\mathbb R^{m\\times n}$ with a power-law
 singular vectors and LLM-like entries (RMS 0.02), stored in bf16. Two fp32-master trajectories from it, with bf16
 export at every checkpoint:
 
-* **RL-like**: KL-budgeted natural-gradient steps $\\Delta W=-t\\,S_W^{-1}g$ (`threegate.natural_step`) whose
+* **RL-like**: KL-budgeted natural-gradient steps $\\Delta W=-t\\,S_W^{-1}g$ (`threegate.toy.natural_step`) whose
   curvature $S_W$ is $\\lambda$ on the principal part of the current top-$k$ subspaces and 1 off it, each exactly on
   the budget $\\tfrac12\\langle\\Delta W,S_W\\Delta W\\rangle=\\delta_W$; $g$ = a fixed reward direction plus noise.
 * **SFT-like**: gradient steps on $\\tfrac12\\|W-W^\\star\\|_F^2$ (plus the same noise) toward a target $W^\\star$ whose
@@ -32,7 +32,6 @@ import numpy as np
 from sims._contract import Claim, check_size, verdict_from_interval, write_result
 from sims._figs import figure
 from threegate import masks
-from threegate.natural_step import principal_curvature_quad, principal_natural_step
 from threegate.records import write_jsonl
 from threegate.spectral import (
     mirsky_check,
@@ -44,6 +43,7 @@ from threegate.spectral import (
 )
 from threegate.stats import normal_interval
 from threegate.stored import unchanged_mask
+from threegate.toy.natural_step import principal_curvature_quad, principal_natural_step
 
 __all__ = [
     "NAME",

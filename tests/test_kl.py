@@ -1,4 +1,4 @@
-"""Gate I library: threegate.kl, threegate.policy, threegate.autoregressive against float64 NumPy/SciPy references.
+"""Gate I library: threegate.kl, threegate.toy.policy, threegate.toy.autoregressive against float64 NumPy/SciPy references.
 
 Every bound gets: holds (hypothesis, drawing the premises), tight (extremal case, ratio >= 0.9), fails without its
 premise, and its rate (log-log slope). Shapes come from small fixed sets; jitted functions are built once here.
@@ -16,14 +16,6 @@ from scipy import stats
 from scipy.special import logsumexp, rel_entr
 
 from threegate._numerics import bound_holds, tol
-from threegate.autoregressive import (
-    ar_kl_exact,
-    ar_log_ratios,
-    ar_sample,
-    clip_kl_bound,
-    clipped_ratio_check,
-    ratio_band_perturbation,
-)
 from threegate.errors import NonFiniteError
 from threegate.kl import (
     gibbs_tilt,
@@ -34,7 +26,15 @@ from threegate.kl import (
     pinsker_check,
     tv_categorical,
 )
-from threegate.policy import (
+from threegate.toy.autoregressive import (
+    ar_kl_exact,
+    ar_log_ratios,
+    ar_sample,
+    clip_kl_bound,
+    clipped_ratio_check,
+    ratio_band_perturbation,
+)
+from threegate.toy.policy import (
     LogLinearPolicy,
     TanhPolicy,
     fisher,

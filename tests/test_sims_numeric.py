@@ -15,21 +15,21 @@ from scipy import stats
 from sims import REGISTRY, clip_leash, gate1_leash, gate2_geometry
 from sims._contract import VERDICTS
 from threegate._numerics import bound_holds, tol
-from threegate.autoregressive import (
+from threegate.cli import main
+from threegate.spectral import leash_check
+from threegate.toy.autoregressive import (
     ar_advantages,
     ar_expected_return,
     clip_kl_bound,
     clipped_ratio_check,
     ratio_band_perturbation,
 )
-from threegate.cli import main
-from threegate.natural_step import (
+from threegate.toy.natural_step import (
     off_principal_part,
     principal_curvature_quad,
     principal_natural_step,
 )
-from threegate.policy import leash_point
-from threegate.spectral import leash_check
+from threegate.toy.policy import leash_point
 
 # ------------------------------------------------------------------------------------------- S8 (clip-leash)
 
