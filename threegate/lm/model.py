@@ -31,6 +31,7 @@ __all__ = [
     "KVCache",
     "apply_rope",
     "check_params",
+    "decode_hidden",
     "decode_step",
     "forward",
     "forward_with_cache",
@@ -38,6 +39,7 @@ __all__ = [
     "init_params",
     "log_probs",
     "param_shapes",
+    "prefill_hidden",
     "rms_norm",
     "rope_angles",
     "stack_layers",
@@ -374,8 +376,19 @@ class KVCache(NamedTuple):
     length: Array
 
 
-def _prefill(params, cfg, tokens, mask, cache_size, layers):
-    """Normed hidden states of a left-padded prompt and the KV cache of `cache_size` slots."""
+def prefill_hidden(
+    params: dict,
+    cfg: LlamaConfig,
+    tokens: Int[ArrayLike, "b t"],
+    mask: Bool[ArrayLike, "b t"],
+    cache_size: int,
+    layers: dict[str, Array] | None,
+) -> tuple[Float[Array, "b t d"], KVCache]:
+    """Normed hidden states of a left-padded prompt and the KV cache of `cache_size` slots.
+
+    `layers` are `stack_layers(params, cfg)` when the caller has them already (None: stacked here). The
+    un-jitted body of `forward_with_cache`, for callers that trace it inside their own jit (`sample.generate`).
+    """
     check_params(params, cfg)
     tokens, mask, positions = _canonical(cfg, tokens, mask, None)
     t = tokens.shape[1]
@@ -412,12 +425,21 @@ def forward_with_cache(
     cache_size: int,
 ) -> tuple[Float[Array, "b t v"], KVCache]:
     """`forward` on a (left-padded) prompt, also returning a KV cache of `cache_size >= t` slots."""
-    h, cache = _prefill(params, cfg, tokens, mask, cache_size, None)
+    h, cache = prefill_hidden(params, cfg, tokens, mask, cache_size, None)
     return _unembed(params, cfg, h), cache
 
 
-def _decode(params, cfg, cache, tokens, layers):
-    """One token per row at slot `cache.length` → (normed hidden `[b, d]`, new cache)."""
+def decode_hidden(
+    params: dict,
+    cfg: LlamaConfig,
+    cache: KVCache,
+    tokens: Int[ArrayLike, " b"],
+    layers: dict[str, Array],
+) -> tuple[Float[Array, "b d"], KVCache]:
+    """One token per row at slot `cache.length` → (normed hidden `[b, d]`, new cache).
+
+    The un-jitted body of `decode_step` with the stacked `layers` passed in (`sample.generate` stacks them once).
+    """
     tokens = jnp.asarray(tokens).astype(jnp.int32)[:, None]
     b = tokens.shape[0]
     slot = cache.length
@@ -445,5 +467,5 @@ def decode_step(
     cache size (a write past the end is clamped by `dynamic_update_slice`, overwriting the last slot).
     """
     check_params(params, cfg)
-    h, cache = _decode(params, cfg, cache, tokens, stack_layers(params, cfg))
+    h, cache = decode_hidden(params, cfg, cache, tokens, stack_layers(params, cfg))
     return _unembed(params, cfg, h), cache

@@ -14,7 +14,7 @@ from jax import Array
 from jaxtyping import ArrayLike, Bool, Float, Int
 
 from threegate.lm.config import LlamaConfig
-from threegate.lm.model import _decode, _prefill, stack_layers, unembed
+from threegate.lm.model import decode_hidden, prefill_hidden, stack_layers, unembed
 
 __all__ = ["GenerateOutput", "generate", "generate_passes", "top_p_filter"]
 
@@ -69,7 +69,7 @@ def _prefill_body(params, cfg, prompt_tokens, prompt_mask, *, max_new_tokens, gr
     params = jax.tree.map(lambda x: x.astype(jnp.float32), params)
     layers = stack_layers(params, cfg)
     # Each prompt of a group of `group` identical rows is prefilled once, its cache shared by the group.
-    h, cache = _prefill(
+    h, cache = prefill_hidden(
         params, cfg, prompt_tokens[::group], prompt_mask[::group], p + max_new_tokens, layers
     )
     logits = unembed(params, cfg, h[:, -1:])  # only the last prompt position needs logits
@@ -99,7 +99,7 @@ def _decode_body(
         ]
         live = ~done
         done = done | (token == eos_id)
-        h, cache = _decode(params, cfg, cache, token, layers)
+        h, cache = decode_hidden(params, cfg, cache, token, layers)
         next_logits = unembed(params, cfg, h)
         return (next_logits, cache, done), (token, logp, live)
 
