@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from threegate.lm.config import LlamaConfig
+from threegate.lm.tasks import Task
 from threegate.lm.train import Frozen, TrainConfig, TrainState, host_metrics, make_train
 
 __all__ = ["BatchedResult", "fit_batched", "init_run", "stack", "unstack"]
@@ -35,7 +36,7 @@ def unstack(tree: Any, i: int) -> Any:
 
 
 def init_run(
-    cfg: TrainConfig, mcfg: LlamaConfig, task: Any, params0: dict, seed: int
+    cfg: TrainConfig, mcfg: LlamaConfig, task: Task, params0: dict, seed: int
 ) -> tuple[TrainState, Frozen]:
     """`make_train(cfg, ...).init` with `fit`'s key for `seed` (masks and adapters as `fit` would build them)."""
     k_init, _ = jax.random.split(jax.random.key(seed))
@@ -56,7 +57,7 @@ class BatchedResult(NamedTuple):
 def fit_batched(
     cfg: TrainConfig,
     mcfg: LlamaConfig,
-    task: Any,
+    task: Task,
     inits: Sequence[tuple[TrainState, Frozen]],
     seeds: Sequence[int],
     *,

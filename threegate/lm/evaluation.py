@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike  # host-side scores: lists and NumPy arrays
 
 from threegate.lm.config import LlamaConfig
+from threegate.lm.tasks import Problems, Task
 
 __all__ = [
     "MeanCI",
@@ -38,9 +39,9 @@ _Z95 = 1.959963984540054
 
 def per_problem_accuracy(
     params: dict,
-    mcfg: Any,
-    task: Any,
-    problems: Any,
+    mcfg: LlamaConfig,
+    task: Task,
+    problems: Problems,
     key: jax.Array,
     *,
     k: int = 1,
@@ -132,8 +133,8 @@ class Pass(NamedTuple):
 def score_passes(
     params: dict,
     mcfg: LlamaConfig,
-    task: Any,
-    problems: Any,
+    task: Task,
+    problems: Problems,
     passes: list[Pass],
     *,
     batch_size: int = 256,
@@ -176,16 +177,17 @@ def score_passes(
             tokens, mask = np.asarray(out.tokens)[:n_sub], np.asarray(out.mask)[:n_sub]
             _, c = task.score(sub, tokens, mask)
             correct[j].append(np.asarray(c))
-            if hasattr(task, "replies"):
-                texts[j] += task.replies(tokens, mask)
+            replies = task.replies(tokens, mask)
+            if replies is not None:
+                texts[j] += replies
     return [(np.concatenate(c), t) for c, t in zip(correct, texts, strict=True)]
 
 
 def eval_report(
     params: dict,
     mcfg: LlamaConfig,
-    task: Any,
-    problems,
+    task: Task,
+    problems: Problems,
     key: jax.Array,
     *,
     k: int = 4,
@@ -196,7 +198,7 @@ def eval_report(
     """Greedy and avg@k sampled accuracy of `params` on fixed `problems`, overall and per operand range.
 
     Returns a JSON-ready dict: `n`, `k`, `temperature`, `accuracy` (avg@k) with `accuracy_ci`, `greedy_accuracy`
-    with `greedy_ci`, `per_range` (the same per operand range when the task has `range_of`), `per_problem`
+    with `greedy_ci`, `per_range` (the same per stratum, e.g. operand range, when the task has strata), `per_problem`
     (`avg_at_k` and `greedy` lists, for paired comparisons) and a few greedy replies as `examples`.
     """
     if k < 1:
@@ -224,9 +226,10 @@ def eval_report(
 
     everything = np.arange(avg.size)
     report: dict[str, Any] = {"k": k, "temperature": float(temperature), **summary(everything)}
-    if hasattr(task, "range_of"):
+    strata = task.strata(problems)
+    if strata is not None:
         groups = defaultdict(list)
-        for i, r in enumerate(task.range_of(problems)):
+        for i, r in enumerate(strata):
             groups[r].append(i)
         report["per_range"] = {r: summary(np.asarray(ix)) for r, ix in sorted(groups.items())}
     report["per_problem"] = {"avg_at_k": avg.tolist(), "greedy": greedy.astype(int).tolist()}

@@ -12,12 +12,13 @@ Two front ends share one problem sampler (`a`, `b` drawn with `jax.random`):
   parses its first integer. Host-side (NumPy/Python), so it runs outside jit.
 
 Rewards: `reward_correct` for an exact match, `reward_wrong` otherwise (±1 as in the paper's runs, App. C.1, or 1/0).
+Both implement `Task`, the interface the trainer, the evaluation and the drivers use.
 Shapes: `n` problems, `P` prompt tokens, `A` answer tokens (incl. EOS), `N` generated tokens.
 """
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +33,7 @@ __all__ = [
     "PAD",
     "CharTask",
     "Problems",
+    "Task",
     "TextTask",
     "decode_chars",
     "is_heldout",
@@ -56,6 +58,70 @@ class Problems(NamedTuple):
 
     a: Int[Array, " n"]
     b: Int[Array, " n"]
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A verifiable task: problems, their prompts and reference answers, a verifier, a held-out split.
+
+    `CharTask` (pure jnp, `jax_native`) and `TextTask` (a tokenizer, host-side) implement it. Arrays may be jnp
+    (jax-native tasks: the whole RL step jits) or NumPy (host tasks). Shapes: `n` problems, `P` prompt tokens,
+    `A` reference tokens, `N` generated tokens.
+
+    Attributes:
+      name: the problem family, "addition" or "modadd".
+      reward_correct, reward_wrong: the verifier's two reward values.
+      eos_id: the end-of-sequence token (generation stops there; the verifier ignores what follows).
+      answer_len: N, the number of tokens to generate per completion.
+      jax_native: prompts, references and the verifier are pure jnp (jit-able); else they run on the host.
+    """
+
+    name: str
+    reward_correct: float
+    reward_wrong: float
+    jax_native: bool
+
+    @property
+    def eos_id(self) -> int: ...
+
+    @property
+    def answer_len(self) -> int: ...
+
+    def sample(self, key: Array, n: int) -> Problems:
+        """`n` training problems (never a held-out one), deterministic in `key`."""
+        ...
+
+    def answer(self, p: Problems) -> Any:
+        """The integer answer of each problem `[n]`."""
+        ...
+
+    def prompts(self, p: Problems) -> tuple[Any, Any]:
+        """Prompt tokens `[n, P]` int32 and their mask `[n, P]` bool (left-padded)."""
+        ...
+
+    def references(self, p: Problems) -> tuple[Any, Any]:
+        """Reference answers `[n, A]` int32 (the SFT targets) and their mask `[n, A]` bool."""
+        ...
+
+    def score(self, p: Problems, completion: Any, mask: Any = None) -> tuple[Any, Any]:
+        """Reward `[n]` float32 and correctness `[n]` bool of completions `[n, N]`."""
+        ...
+
+    def heldout(self, p: Problems) -> np.ndarray:
+        """Which problems belong to the held-out split `[n]` bool (never sampled for training)."""
+        ...
+
+    def eval_problems(self, n: int, seed: int = 0) -> Problems:
+        """`n` distinct evaluation problems, from the held-out split where the task has one."""
+        ...
+
+    def strata(self, p: Problems) -> list[str] | None:
+        """Each problem's stratum for per-stratum reports (e.g. its operand range), or None: not stratified."""
+        ...
+
+    def replies(self, completion: Any, mask: Any = None) -> list[str] | None:
+        """Completions as text, up to the first EOS, or None: the task has no text form worth reporting."""
+        ...
 
 
 def _operand_bound(name: str, n_digits: int, modulus: int) -> int:
@@ -141,6 +207,27 @@ class CharTask:
             np.arange(hi, dtype=np.int32), np.arange(hi, dtype=np.int32), indexing="ij"
         )
         return Problems(jnp.asarray(a.ravel()), jnp.asarray(b.ravel()))
+
+    def heldout(self, p: Problems) -> np.ndarray:
+        """No problem is held out: training samples every problem (all False)."""
+        return np.zeros(np.shape(p.a), bool)
+
+    def eval_problems(self, n: int, seed: int = 0) -> Problems:
+        """`n` distinct problems of `all_problems()` in a seeded random order (there is no held-out split)."""
+        every = self.all_problems()
+        total = int(every.a.shape[0])
+        if n > total:
+            raise ValueError(f"only {total} problems, asked for {n}")
+        idx = np.random.default_rng(seed).permutation(total)[:n]
+        return Problems(every.a[idx], every.b[idx])
+
+    def strata(self, p: Problems) -> None:
+        """Not stratified."""
+        return None
+
+    def replies(self, completion: ArrayLike, mask: ArrayLike | None = None) -> None:
+        """No text form (`decode_chars` shows the tokens)."""
+        return None
 
     def answer(self, p: Problems) -> Int[Array, " n"]:
         """The integer answer $a+b$ or $(a+b)\\bmod p$."""
@@ -296,6 +383,9 @@ class TextTask:
     heldout_fraction: float = 0.2
     heldout_commuted: bool = True
 
+    #: Host-side: prompts, references and the verifier run in NumPy/Python, outside jit.
+    jax_native = False
+
     def __post_init__(self):
         if self.style not in ("compute", "qa"):
             raise ValueError(f"style must be 'compute' or 'qa', got {self.style!r}")
@@ -365,6 +455,14 @@ class TextTask:
                     left -= 1
         chosen = np.concatenate([p[:k] for p, k in zip(pools, take, strict=True)])
         return Problems(jnp.asarray(chosen[:, 0], jnp.int32), jnp.asarray(chosen[:, 1], jnp.int32))
+
+    def heldout(self, p: Problems) -> np.ndarray:
+        """The deterministic held-out split (`is_heldout` with `heldout_fraction`, `heldout_commuted`)."""
+        return is_heldout(p.a, p.b, self.heldout_fraction, commuted=self.heldout_commuted)
+
+    def strata(self, p: Problems) -> list[str]:
+        """The operand ranges (`range_of`)."""
+        return self.range_of(p)
 
     def range_of(self, p: Problems) -> list[str]:
         """Each problem's operand range as "DA+DB" (digits of a, digits of b)."""
