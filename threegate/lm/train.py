@@ -19,27 +19,26 @@ Shapes: `P` prompts per step, `G` completions per prompt, `B = P·G` sequences (
 logging, checkpoints and (for the SmolLM2 text task) the host-side verifier.
 """
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from functools import partial
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, PyTree, Shaped
 
 from threegate.lm.adapters import AdapterConfig, merge
+from threegate.lm.algorithms import ALGORITHMS, Algorithm, LossSettings, LossTerms
 from threegate.lm.config import LlamaConfig
 from threegate.lm.logprobs import completion_hidden, token_logprobs, token_stats
-from threegate.lm.losses import (
-    batch_normalized_advantages,
-    clipped_pg_loss,
-    dynamic_sampling_mask,
-    group_advantages,
-    masked_mean,
-    sft_loss,
-)
+from threegate.lm.losses import Normalization, dynamic_sampling_mask, masked_mean
 from threegate.lm.model import unembedding
+from threegate.lm.sample import GenerateOutput, generate
 from threegate.lm.sparse import build_masks, is_linear_name, unchanged_fraction
+from threegate.lm.tasks import Task
 
 __all__ = [
     "ALGOS",
@@ -58,7 +57,8 @@ __all__ = [
     "train_seeds",
 ]
 
-ALGOS = ("sft", "grpo", "dapo", "reinforce")
+#: The algorithms' names (`threegate.lm.algorithms.ALGORITHMS`).
+ALGOS = tuple(ALGORITHMS)
 MASK_KINDS = ("principal", "nonprincipal", "low", "safe", "random")
 STORED_DTYPE = jnp.bfloat16
 
@@ -68,7 +68,8 @@ class TrainConfig:
     """Everything that defines a run (hashable, so it is a static jit argument).
 
     Attributes:
-      algo: "sft" (cross-entropy on reference answers), "grpo", "dapo" or "reinforce" (REINFORCE++).
+      algo: a name in `ALGOS` (`threegate.lm.algorithms`): "sft" (cross-entropy on reference answers), "grpo",
+        "dapo", "reinforce" (REINFORCE++) or "rft" (on-policy SFT: cross-entropy on the correct samples).
       steps: outer steps (one rollout batch each).
       lr, b1, b2, adam_eps, weight_decay: AdamW on the float32 master (paper: constant lr, β=(0.9, 0.999)).
       max_grad_norm: global-norm gradient clip (None = off; verl's default is 1.0).
@@ -97,7 +98,7 @@ class TrainConfig:
       seed: the run's seed; same seed ⇒ identical logs.
     """
 
-    algo: Literal["sft", "grpo", "dapo", "reinforce"] = "grpo"
+    algo: str = "grpo"
     steps: int = 50
     lr: float = 1e-5
     b1: float = 0.9
@@ -131,8 +132,11 @@ class TrainConfig:
             raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")
         if self.steps < 0 or self.lr <= 0 or self.prompts_per_step < 1:
             raise ValueError("need steps >= 0, lr > 0 and prompts_per_step >= 1")
-        if self.algo != "sft" and self.group_size < 2:
-            raise ValueError(f"RL needs group_size >= 2, got {self.group_size}")
+        algorithm = ALGORITHMS[self.algo]
+        if algorithm.samples_groups and self.group_size < algorithm.min_group:
+            raise ValueError(
+                f"{self.algo} needs group_size >= {algorithm.min_group}, got {self.group_size}"
+            )
         if self.epochs < 1 or self.minibatches < 1 or self.prompts_per_step % self.minibatches:
             raise ValueError(
                 f"minibatches={self.minibatches} must divide prompts_per_step={self.prompts_per_step}"
@@ -153,19 +157,38 @@ class TrainConfig:
             raise ValueError(f"vocab_chunk must be >= 1 or None, got {self.vocab_chunk}")
 
     @property
-    def clip_high(self) -> float:
-        if self.eps_high is not None:
-            return self.eps_high
-        return 0.28 if self.algo == "dapo" else self.eps_low
+    def algorithm(self) -> Algorithm:
+        """The registry entry of `algo`."""
+        return ALGORITHMS[self.algo]
 
     @property
-    def normalization(self) -> Literal["sequence", "token"]:
+    def clip_high(self) -> float:
+        """$\\varepsilon_{high}$: `eps_high`, else the algorithm's default (0.28 for DAPO), else `eps_low`."""
+        if self.eps_high is not None:
+            return self.eps_high
+        default = self.algorithm.eps_high
+        return self.eps_low if default is None else default
+
+    @property
+    def normalization(self) -> Normalization:
         """GRPO averages per sequence; DAPO and REINFORCE++ per token."""
-        return "sequence" if self.algo == "grpo" else "token"
+        return self.algorithm.normalization
+
+    @property
+    def loss_settings(self) -> LossSettings:
+        return LossSettings(
+            self.eps_low, self.clip_high, self.normalization, self.beta, self.kl_estimator
+        )
 
     @property
     def group(self) -> int:
-        return 1 if self.algo == "sft" else self.group_size
+        """G: completions per prompt (1 for an algorithm that does not sample groups)."""
+        return self.group_size if self.algorithm.samples_groups else 1
+
+    @property
+    def dynamic_refill(self) -> bool:
+        """Whether DAPO's dynamic sampling refills the batch with mixed groups (up to `dapo_max_rounds`)."""
+        return self.algorithm.refills and self.dynamic_sampling
 
     @property
     def updates_per_step(self) -> int:
@@ -176,7 +199,17 @@ class TrainConfig:
         """Whether the PPO ratio needs $\\log\\pi_{old}$ from a pass of its own. With one update per step the
         policy that sampled is the one being differentiated, the ratio is exactly 1 and $\\log\\pi_{old}$ is the
         loss pass's own $\\log\\pi$ (stop-gradient), as TRL and verl do."""
-        return self.algo != "sft" and self.updates_per_step > 1
+        return self.algorithm.uses_ratio and self.updates_per_step > 1
+
+
+#: Full model params, name → array (float32 master values, or the stored bf16 ones).
+Params = dict[str, Float[Array, "..."]]
+#: What the optimizer trains: the full params, or `{name: LoraPair}` under an adapter.
+Trainables = PyTree[Float[Array, "..."]]
+#: Trainable entries of the linear weights, name → bool `[m, n]`.
+Masks = dict[str, Bool[Array, "m n"]]
+#: A step's scalar metrics, name → 0-d array.
+Metrics = dict[str, Shaped[Array, ""]]
 
 
 class TrainState(NamedTuple):
@@ -189,10 +222,10 @@ class TrainState(NamedTuple):
       step: int32 scalar, completed outer steps.
     """
 
-    master: Any
-    stored: Any
-    opt_state: Any
-    step: jax.Array
+    master: Trainables
+    stored: Trainables
+    opt_state: optax.OptState
+    step: Int[Array, ""]
 
 
 class Frozen(NamedTuple):
@@ -206,34 +239,34 @@ class Frozen(NamedTuple):
         fully trainable), or None under an adapter.
     """
 
-    ref: dict
-    base: dict | None
-    masks: dict | None
+    ref: Params
+    base: Params | None
+    masks: Masks | None
 
 
 class Batch(NamedTuple):
     """One step's data. `targets` are the SFT reference answers (for RL they repeat `completion`)."""
 
-    prompts: jax.Array  # [B, T] int32
-    prompt_mask: jax.Array  # [B, T] bool
-    completion: jax.Array  # [B, N] int32 (sampled from the stored policy)
-    completion_mask: jax.Array  # [B, N] bool
-    rewards: jax.Array  # [B] float32
-    correct: jax.Array  # [B] bool
-    targets: jax.Array  # [B, A] int32
-    target_mask: jax.Array  # [B, A] bool
+    prompts: Int[Array, "B T"]
+    prompt_mask: Bool[Array, "B T"]
+    completion: Int[Array, "B N"]  # sampled from the stored policy
+    completion_mask: Bool[Array, "B N"]
+    rewards: Float[Array, " B"]
+    correct: Bool[Array, " B"]
+    targets: Int[Array, "B A"]
+    target_mask: Bool[Array, "B A"]
 
 
 class TrainFns(NamedTuple):
     """The pure functions of a run (see `make_train`)."""
 
-    init: Any
-    effective: Any
-    rollout: Any
-    update: Any
-    step: Any
-    train: Any
-    sample_batch: Any
+    init: Callable[[Params, PRNGKeyArray], tuple[TrainState, Frozen]]
+    effective: Callable[[TrainState, Frozen], Params]
+    rollout: Callable[..., GenerateOutput]
+    update: Callable[[TrainState, Frozen, Batch, PRNGKeyArray], tuple[TrainState, Metrics]]
+    step: Callable[[TrainState, Frozen, PRNGKeyArray], tuple[TrainState, Metrics]] | None
+    train: Callable[[Params, PRNGKeyArray], tuple[TrainState, Metrics]] | None
+    sample_batch: Callable[[TrainState, Frozen, PRNGKeyArray], tuple[Batch, PRNGKeyArray]] | None
 
 
 def select_groups(rewards: jax.Array, p: int) -> jax.Array:
@@ -287,306 +320,375 @@ def _straight_through(master, stored):
     return jax.tree.map(_stored_values, master, stored)
 
 
-def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Any) -> TrainFns:
-    """Pure step functions of a run, purejaxrl-style.
+# ------------------------------------------------------------------------------- the step's pieces
+
+
+def init_state(
+    params0: dict[str, Float[ArrayLike, "..."]],
+    key: PRNGKeyArray,
+    *,
+    cfg: TrainConfig,
+    opt: optax.GradientTransformation,
+) -> tuple[TrainState, Frozen]:
+    """master = float32(bf16(params0)) (or adapters), stored = bf16(master); the reference, base and masks."""
+    k_mask, k_adapter = jax.random.split(key)
+    # The base is a bf16 checkpoint: a float32 source (e.g. dequantized GGUF) is rounded once, and the
+    # master starts from exactly those values, master0 = f32(bf16(W)). A master that started off the bf16
+    # grid would flip every weight sitting near a rounding tie at the first step, weight decay alone
+    # sufficing, and count as updates what is only the first rounding.
+    ref = _to_stored(params0)
+    base0 = _upcast(ref)  # a fresh float32 copy: the jitted driver donates the state's buffers
+    if cfg.adapter is None:
+        master = base0
+        base = None
+    else:
+        from threegate.lm.adapters import init_adapters
+
+        base, master = init_adapters(base0, cfg.adapter, k_adapter, STORED_DTYPE)
+    masks = build_masks(cfg, base0, k_mask)
+    if masks is None and cfg.adapter is None:
+        # dense = the all-True mask: dense and masked runs compile to the same update, so a dense run is
+        # bit for bit the all-True-mask run (with no select in the graph XLA fuses the AdamW step
+        # differently and the float32 masters drift apart by ulps, enough to flip stored bf16 bits)
+        masks = {
+            n: jnp.ones(jnp.shape(w), jnp.bool_) for n, w in base0.items() if is_linear_name(n)
+        }
+    with jax.numpy_dtype_promotion("standard"):
+        opt_state = opt.init(master)
+    state = TrainState(master, _to_stored(master), opt_state, jnp.zeros((), jnp.int32))
+    return state, Frozen(ref, base, masks)
+
+
+def run_params(trainables32: Trainables, frozen: Frozen, *, cfg: TrainConfig) -> Params:
+    """Full float32-computed params from (upcast) trainables: themselves, or the merged adapter weights."""
+    if cfg.adapter is None:
+        return trainables32
+    return merge(frozen.base, trainables32, cfg.adapter.scale)
+
+
+def effective_params(state: TrainState, frozen: Frozen, *, cfg: TrainConfig) -> Params:
+    """The full params the model runs with: the stored weights, or the base merged with the stored adapters."""
+    if cfg.adapter is None:
+        return state.stored
+    return run_params(_upcast(state.stored), frozen, cfg=cfg)
+
+
+def rollout(
+    state: TrainState,
+    frozen: Frozen,
+    prompts: Int[Array, "B T"],
+    prompt_mask: Bool[Array, "B T"],
+    key: PRNGKeyArray,
+    *,
+    cfg: TrainConfig,
+    mcfg: LlamaConfig,
+    max_new_tokens: int,
+    eos_id: int,
+) -> GenerateOutput:
+    """`cfg.group` completions per prompt (rows prompt-major) sampled from the effective params."""
+    return generate(
+        effective_params(state, frozen, cfg=cfg),
+        mcfg,
+        prompts,
+        prompt_mask,
+        key,
+        max_new_tokens=max_new_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        greedy=False,
+        eos_id=eos_id,
+        group=cfg.group,
+    )
+
+
+def _policy_hidden(params: Params, b: Batch, *, mcfg: LlamaConfig) -> Float[Array, "B N d"]:
+    """Hidden states of `params` at the positions that predict the sampled completion (no gradient)."""
+    h = completion_hidden(params, mcfg, b.prompts, b.prompt_mask, b.completion, b.completion_mask)
+    return jax.lax.stop_gradient(h)
+
+
+def _logprobs(h, params, tokens, temperature, *, mcfg: LlamaConfig, cfg: TrainConfig):
+    return token_logprobs(
+        h, unembedding(params, mcfg), tokens, temperature=temperature, chunk=cfg.vocab_chunk
+    )
+
+
+def kl_to_base(
+    h: Float[Array, "B N d"],
+    params: Params,
+    h_ref: Float[Array, "B N d"],
+    frozen: Frozen,
+    b: Batch,
+    *,
+    cfg: TrainConfig,
+    mcfg: LlamaConfig,
+) -> Metrics:
+    """Token-wise KL to the base (M14: k1, k3 and exact) and entropy on the on-policy samples: the
+    instrumentation phase (`cfg.kl_metrics`), one chunked pass over the vocabulary."""
+    from threegate.kl import kl_k1, kl_k3
+
+    st = token_stats(
+        h,
+        unembedding(params, mcfg),
+        b.completion,
+        h_ref,
+        unembedding(frozen.ref, mcfg),
+        temperature=float(cfg.temperature),
+        chunk=cfg.vocab_chunk,
+    )
+    m = b.completion_mask
+    return {
+        "kl_k1": masked_mean(kl_k1(st["logp"], st["logp_ref"]), m),
+        "kl_k3": masked_mean(kl_k3(st["logp"], st["logp_ref"]), m),
+        "kl_exact": masked_mean(st["kl_exact"], m),
+        "entropy": masked_mean(st["entropy"], m),
+    }
+
+
+def minibatch_loss(
+    train32: Trainables,
+    frozen: Frozen,
+    mb: Batch,
+    logp_old: Float[Array, "b N"] | None,
+    logp_ref: Float[Array, "b N"] | None,
+    adv: Float[Array, " b"],
+    keep: Float[Array, " b"],
+    *,
+    cfg: TrainConfig,
+    mcfg: LlamaConfig,
+) -> tuple[Float[Array, ""], tuple[Float[Array, ""], Float[Array, "b N d"] | None]]:
+    """The algorithm's minimised loss on one minibatch and (clip fraction, the pass's completion hidden states,
+    stop-gradient; None when the loss runs on the references)."""
+    algo = cfg.algorithm
+    params = run_params(train32, frozen, cfg=cfg)
+    on_samples = algo.trains_on == "samples"
+    tokens, mask = (
+        (mb.completion, mb.completion_mask) if on_samples else (mb.targets, mb.target_mask)
+    )
+    h = completion_hidden(params, mcfg, mb.prompts, mb.prompt_mask, tokens, mask, remat=cfg.remat)
+    temperature = float(cfg.temperature) if algo.tempered else 1.0
+    logp = _logprobs(h, params, tokens, temperature, mcfg=mcfg, cfg=cfg)
+    terms = LossTerms(logp, mask, logp_old, logp_ref, adv, keep)
+    loss, clip = algo.loss(terms, cfg.loss_settings)
+    return loss, (clip, jax.lax.stop_gradient(h) if on_samples else None)
+
+
+def apply_masks(tree: Params, masks: Masks | None) -> Params:
+    """Zero the entries of `tree` outside `masks` (names without a mask pass through)."""
+    if masks is None:
+        return tree
+    return {
+        k: (jnp.where(masks[k], v, jnp.zeros_like(v)) if k in masks else v) for k, v in tree.items()
+    }
+
+
+def minibatch_rows(key: PRNGKeyArray, n_prompts: int, *, cfg: TrainConfig) -> Int[Array, "u r"]:
+    """Rows of each of the `epochs·minibatches` updates: per epoch a permutation of the prompts (key
+    `fold_in(key, epoch)`) cut into `minibatches` parts, each prompt bringing its `G` completions."""
+    g = cfg.group
+    per_mb = n_prompts // cfg.minibatches
+    perms = [
+        jax.random.permutation(jax.random.fold_in(key, e), n_prompts) for e in range(cfg.epochs)
+    ]
+    groups = jnp.concatenate(perms).reshape(cfg.updates_per_step, per_mb)
+    return (groups[:, :, None] * g + jnp.arange(g, dtype=groups.dtype)[None, None, :]).reshape(
+        cfg.updates_per_step, per_mb * g
+    )
+
+
+def _batch_metrics(b: Batch) -> Metrics:
+    m = b.completion_mask
+    return {
+        "reward": jnp.mean(b.rewards),
+        "accuracy": jnp.mean(b.correct.astype(jnp.float32)),
+        "response_len": jnp.mean(jnp.sum(m, axis=1).astype(jnp.float32)),
+        "gen_tokens": jnp.sum(m).astype(jnp.float32),
+    }
+
+
+def scan_updates(
+    state: TrainState,
+    frozen: Frozen,
+    b: Batch,
+    rows: Int[Array, "u r"],
+    logp_old: Float[Array, "B N"] | None,
+    logp_ref: Float[Array, "B N"] | None,
+    adv: Float[Array, " B"],
+    keep: Float[Array, " B"],
+    *,
+    keep_h: bool,
+    cfg: TrainConfig,
+    mcfg: LlamaConfig,
+    opt: optax.GradientTransformation,
+):
+    """The masked AdamW updates of one step in a `lax.scan`, update `u` on the batch's rows `rows[u]`.
+
+    Returns ((master, stored, opt_state), (loss, clip fraction, gradient norm, loss-pass hidden states or None)),
+    the second stacked over the updates."""
+
+    def one_update(carry, idx):
+        master, stored, opt_state = carry
+        take = lambda x: None if x is None else jnp.take(x, idx, axis=0)  # noqa: E731
+        mb = jax.tree.map(take, b)
+        (loss, (clip, h)), grads = jax.value_and_grad(minibatch_loss, has_aux=True)(
+            _straight_through(master, stored),
+            frozen,
+            mb,
+            take(logp_old),
+            take(logp_ref),
+            take(adv),
+            take(keep),
+            cfg=cfg,
+            mcfg=mcfg,
+        )
+        grads = apply_masks(grads, frozen.masks)
+        gnorm = optax.tree.norm(grads)
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 counts and floats
+            updates, opt_state = opt.update(grads, opt_state, master)
+        updates = apply_masks(updates, frozen.masks)
+        master = jax.tree.map(lambda p, u: p + u, master, updates)
+        return (master, _to_stored(master), opt_state), (loss, clip, gnorm, h if keep_h else None)
+
+    return jax.lax.scan(one_update, (state.master, state.stored, state.opt_state), rows)
+
+
+def update(
+    state: TrainState,
+    frozen: Frozen,
+    b: Batch,
+    key: PRNGKeyArray,
+    *,
+    cfg: TrainConfig,
+    mcfg: LlamaConfig,
+    opt: optax.GradientTransformation,
+) -> tuple[TrainState, Metrics]:
+    """Log-probs, KL/entropy metrics on the batch's samples, advantages, then `epochs·minibatches` masked AdamW
+    updates (`scan_updates`)."""
+    algo = cfg.algorithm
+    temperature = float(cfg.temperature)
+    metrics = _batch_metrics(b)
+    adv, keep = algo.advantages(b.rewards, b.correct, cfg.group, cfg.dynamic_sampling)
+    metrics["kept_frac"] = jnp.mean(keep)
+    # The reference pass: the KL penalty's log pi_ref and the logged KL to the base.
+    h_ref = _policy_hidden(frozen.ref, b, mcfg=mcfg) if (cfg.kl_metrics or cfg.beta > 0) else None
+    logp_ref = None
+    if cfg.beta > 0:
+        logp_ref = jax.lax.stop_gradient(
+            _logprobs(h_ref, frozen.ref, b.completion, temperature, mcfg=mcfg, cfg=cfg)
+        )
+    # The old-policy pass: PPO's log pi_old when several updates share one rollout; a loss on the references
+    # (SFT) does not see the samples, so the on-policy KL needs the policy on them too.
+    h_old = logp_old = None
+    params = effective_params(state, frozen, cfg=cfg)
+    if cfg.needs_old_pass or (algo.trains_on == "references" and cfg.kl_metrics):
+        h_old = _policy_hidden(params, b, mcfg=mcfg)
+        if cfg.needs_old_pass:
+            logp_old = jax.lax.stop_gradient(
+                _logprobs(h_old, params, b.completion, temperature, mcfg=mcfg, cfg=cfg)
+            )
+    if cfg.kl_metrics and h_old is not None:
+        metrics |= kl_to_base(h_old, params, h_ref, frozen, b, cfg=cfg, mcfg=mcfg)
+    rows = minibatch_rows(key, b.prompts.shape[0] // cfg.group, cfg=cfg)
+    keep_h = cfg.kl_metrics and h_old is None  # the loss pass's h gives the policy's metrics
+    (master, stored, opt_state), (loss, clip, gnorm, hs) = scan_updates(
+        state,
+        frozen,
+        b,
+        rows,
+        logp_old,
+        logp_ref,
+        adv,
+        keep,
+        keep_h=keep_h,
+        cfg=cfg,
+        mcfg=mcfg,
+        opt=opt,
+    )
+    if keep_h:
+        # one update: its loss pass ran at the pre-update policy, on the batch's rows rows[0]
+        mb0 = jax.tree.map(lambda x: jnp.take(x, rows[0], axis=0), b)
+        h_ref0 = jnp.take(h_ref, rows[0], axis=0)
+        metrics |= kl_to_base(hs[0], params, h_ref0, frozen, mb0, cfg=cfg, mcfg=mcfg)
+    new = TrainState(master, stored, opt_state, state.step + 1)
+    metrics |= {"loss": jnp.mean(loss), "clip_frac": jnp.mean(clip), "grad_norm": jnp.mean(gnorm)}
+    metrics |= unchanged_fraction(_to_stored(effective_params(new, frozen, cfg=cfg)), frozen.ref)
+    return new, metrics
+
+
+def sample_batch(
+    state: TrainState,
+    frozen: Frozen,
+    key: PRNGKeyArray,
+    *,
+    cfg: TrainConfig,
+    mcfg: LlamaConfig,
+    task: Task,
+) -> tuple[Batch, PRNGKeyArray]:
+    """Sample problems, roll out, verify (jnp tasks); with DAPO's refill, oversample `dapo_max_rounds·P`
+    prompts and keep mixed groups first (`select_groups`). Returns the batch and the update's key."""
+    g = cfg.group
+    refill = cfg.dynamic_refill and cfg.dapo_max_rounds > 1
+    k_prob, k_roll, k_upd = jax.random.split(key, 3)
+    n_prompts = cfg.prompts_per_step * (cfg.dapo_max_rounds if refill else 1)
+    problems = task.sample(k_prob, n_prompts)
+    problems = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), problems)
+    prompts, pmask = task.prompts(problems)
+    out = rollout(
+        state, frozen, prompts, pmask, k_roll,
+        cfg=cfg, mcfg=mcfg, max_new_tokens=task.answer_len, eos_id=task.eos_id,
+    )  # fmt: skip
+    rewards, correct = task.score(problems, out.tokens, out.mask)
+    targets, tmask = task.references(problems)
+    b = Batch(prompts, pmask, out.tokens, out.mask, rewards, correct, targets, tmask)
+    if refill:  # oversample, then keep mixed groups first (DAPO's dynamic sampling)
+        keep = select_groups(rewards.reshape(-1, g), cfg.prompts_per_step)
+        rows = (keep[:, None] * g + jnp.arange(g)[None, :]).reshape(-1)
+        b = jax.tree.map(lambda x: jnp.take(x, rows, axis=0), b)
+    return b, k_upd
+
+
+def _step(state, frozen, key, *, sample, update):
+    b, k_upd = sample(state, frozen, key)
+    return update(state, frozen, b, k_upd)
+
+
+def _train(params0, key, *, init, step, steps: int):
+    k_init, k_run = jax.random.split(key)
+    state, frozen = init(params0, k_init)
+    keys = jax.vmap(lambda i: jax.random.fold_in(k_run, i))(jnp.arange(steps))
+    return jax.lax.scan(lambda s, k: step(s, frozen, k), state, keys)
+
+
+def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Task) -> TrainFns:
+    """Pure step functions of a run, purejaxrl-style: the module's functions with the run bound.
 
     Returns `TrainFns` with:
-      init(params0, key) -> (TrainState, Frozen): master = float32(params0) (or adapters), stored = bf16(master).
-      effective(state, frozen) -> params: the full params the model runs with.
-      rollout(state, frozen, prompts, prompt_mask, key) -> GenerateOutput.
-      update(state, frozen, batch, key) -> (state, metrics): log-probs, KL/entropy metrics on the batch's samples,
-        advantages, then `epochs·minibatches` masked AdamW updates in a `lax.scan`.
+      init(params0, key) -> (TrainState, Frozen): `init_state`.
+      effective(state, frozen) -> params: the full params the model runs with (`effective_params`).
+      rollout(state, frozen, prompts, prompt_mask, key) -> GenerateOutput (`rollout`).
+      update(state, frozen, batch, key) -> (state, metrics): `update`.
       step(state, frozen, key) -> (state, metrics): sample problems, roll out, verify, update (jnp tasks only,
-        i.e. `CharTask`; None for a host-side verifier).
+        `task.jax_native`; None for a host-side verifier).
       sample_batch(state, frozen, key) -> (Batch, update key): the sampling half of `step` (jnp tasks only).
       train(params0, key) -> (state, metrics[steps]): `init` then `lax.scan(step)`; `jax.vmap` it over keys to run
         several seeds at once (`train_seeds`).
     """
-    from threegate.lm.sample import generate
-
     opt = _optimizer(cfg)
-    g = cfg.group
-    n_new = task.answer_len
-    eos = task.eos_id
-    adapter = cfg.adapter
-
-    def init(params0, key):
-        k_mask, k_adapter = jax.random.split(key)
-        # The base is a bf16 checkpoint: a float32 source (e.g. dequantized GGUF) is rounded once, and the
-        # master starts from exactly those values, master0 = f32(bf16(W)). A master that started off the bf16
-        # grid would flip every weight sitting near a rounding tie at the first step, weight decay alone
-        # sufficing, and count as updates what is only the first rounding.
-        ref = _to_stored(params0)
-        base0 = _upcast(ref)  # a fresh float32 copy: the jitted driver donates the state's buffers
-        if adapter is None:
-            master = base0
-            base = None
-        else:
-            from threegate.lm.adapters import init_adapters
-
-            base, master = init_adapters(base0, adapter, k_adapter, STORED_DTYPE)
-        masks = build_masks(cfg, base0, k_mask)
-        if masks is None and adapter is None:
-            # dense = the all-True mask: dense and masked runs compile to the same update, so a dense run is
-            # bit for bit the all-True-mask run (with no select in the graph XLA fuses the AdamW step
-            # differently and the float32 masters drift apart by ulps, enough to flip stored bf16 bits)
-            masks = {
-                n: jnp.ones(jnp.shape(w), jnp.bool_) for n, w in base0.items() if is_linear_name(n)
-            }
-        with jax.numpy_dtype_promotion("standard"):
-            opt_state = opt.init(master)
-        state = TrainState(master, _to_stored(master), opt_state, jnp.zeros((), jnp.int32))
-        return state, Frozen(ref, base, masks)
-
-    def run_params(stored32, frozen):
-        """Full float32-computed params from (upcast) trainables."""
-        if adapter is None:
-            return stored32
-        return merge(frozen.base, stored32, adapter.scale)
-
-    def effective(state, frozen):
-        if adapter is None:
-            return state.stored
-        return run_params(_upcast(state.stored), frozen)
-
-    def rollout(state, frozen, prompts, prompt_mask, key):
-        return generate(
-            effective(state, frozen),
-            mcfg,
-            prompts,
-            prompt_mask,
-            key,
-            max_new_tokens=n_new,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            greedy=False,
-            eos_id=eos,
-            group=g,
-        )
-
-    temperature = float(cfg.temperature)
-    chunk = cfg.vocab_chunk
-
-    def policy_hidden(params, b: Batch):
-        """Hidden states of `params` at the positions that predict the sampled completion (no gradient)."""
-        h = completion_hidden(
-            params, mcfg, b.prompts, b.prompt_mask, b.completion, b.completion_mask
-        )
-        return jax.lax.stop_gradient(h)
-
-    def logprobs_of(h, params, tokens, temp):
-        return token_logprobs(h, unembedding(params, mcfg), tokens, temperature=temp, chunk=chunk)
-
-    def kl_metrics(h, params, h_ref, frozen, b: Batch):
-        """Token-wise KL to the base (M14: k1, k3 and exact) and entropy on the on-policy samples: the
-        instrumentation phase (`cfg.kl_metrics`), one chunked pass over the vocabulary."""
-        from threegate.kl import kl_k1, kl_k3
-
-        st = token_stats(
-            h,
-            unembedding(params, mcfg),
-            b.completion,
-            h_ref,
-            unembedding(frozen.ref, mcfg),
-            temperature=temperature,
-            chunk=chunk,
-        )
-        m = b.completion_mask
-        return {
-            "kl_k1": masked_mean(kl_k1(st["logp"], st["logp_ref"]), m),
-            "kl_k3": masked_mean(kl_k3(st["logp"], st["logp_ref"]), m),
-            "kl_exact": masked_mean(st["kl_exact"], m),
-            "entropy": masked_mean(st["entropy"], m),
-        }
-
-    def advantages(rewards):
-        r = rewards.reshape(-1, g)
-        if cfg.algo == "reinforce":
-            return batch_normalized_advantages(rewards), jnp.ones_like(rewards)
-        adv = group_advantages(r).reshape(-1)
-        if cfg.algo == "dapo" and cfg.dynamic_sampling:
-            keep = jnp.repeat(dynamic_sampling_mask(r), g).astype(rewards.dtype)
-            return adv, keep
-        return adv, jnp.ones_like(rewards)
-
-    def loss_fn(train32, frozen, mb, logp_old, logp_ref, adv, keep):
-        """The minimised loss and (clip fraction, the pass's completion hidden states, stop-gradient)."""
-        params = run_params(train32, frozen)
-        if cfg.algo == "sft":
-            h = completion_hidden(
-                params,
-                mcfg,
-                mb.prompts,
-                mb.prompt_mask,
-                mb.targets,
-                mb.target_mask,
-                remat=cfg.remat,
-            )
-            logp = logprobs_of(h, params, mb.targets, 1.0)
-            return sft_loss(logp, mb.target_mask), (jnp.zeros((), jnp.float32), None)
-        h = completion_hidden(
-            params,
-            mcfg,
-            mb.prompts,
-            mb.prompt_mask,
-            mb.completion,
-            mb.completion_mask,
-            remat=cfg.remat,
-        )
-        logp = logprobs_of(h, params, mb.completion, temperature)
-        if (
-            logp_old is None
-        ):  # one update per step: the sampling policy is this one (ratio exactly 1)
-            logp_old = jax.lax.stop_gradient(logp)
-        out = clipped_pg_loss(
-            logp,
-            logp_old,
-            jnp.broadcast_to(adv[:, None], logp.shape),
-            mb.completion_mask,
-            eps_low=cfg.eps_low,
-            eps_high=cfg.clip_high,
-            normalization=cfg.normalization,
-            seq_weight=keep,
-            logp_ref=logp_ref,
-            beta=cfg.beta,
-            kl_estimator=cfg.kl_estimator,
-        )
-        return out.loss, (out.clip_frac, jax.lax.stop_gradient(h))
-
-    def apply_masks(tree, masks):
-        if masks is None:
-            return tree
-        return {
-            k: (jnp.where(masks[k], v, jnp.zeros_like(v)) if k in masks else v)
-            for k, v in tree.items()
-        }
-
-    def update(state, frozen, b: Batch, key):
-        m = b.completion_mask
-        metrics = {
-            "reward": jnp.mean(b.rewards),
-            "accuracy": jnp.mean(b.correct.astype(jnp.float32)),
-            "response_len": jnp.mean(jnp.sum(m, axis=1).astype(jnp.float32)),
-            "gen_tokens": jnp.sum(m).astype(jnp.float32),
-        }
-        if cfg.algo == "sft":
-            adv = keep = jnp.ones(b.rewards.shape, jnp.float32)
-        else:
-            adv, keep = advantages(b.rewards)
-        metrics["kept_frac"] = jnp.mean(keep)
-        # The reference pass: the KL penalty's log pi_ref and the logged KL to the base.
-        h_ref = policy_hidden(frozen.ref, b) if (cfg.kl_metrics or cfg.beta > 0) else None
-        logp_ref = None
-        if cfg.beta > 0:
-            logp_ref = jax.lax.stop_gradient(
-                logprobs_of(h_ref, frozen.ref, b.completion, temperature)
-            )
-        # The old-policy pass: PPO's log pi_old when several updates share one rollout; SFT's loss runs on the
-        # references, so its on-policy KL needs the policy on its samples too.
-        h_old = logp_old = None
-        params = effective(state, frozen)
-        if cfg.needs_old_pass or (cfg.algo == "sft" and cfg.kl_metrics):
-            h_old = policy_hidden(params, b)
-            if cfg.needs_old_pass:
-                logp_old = jax.lax.stop_gradient(
-                    logprobs_of(h_old, params, b.completion, temperature)
-                )
-        if cfg.kl_metrics and h_old is not None:
-            metrics |= kl_metrics(h_old, params, h_ref, frozen, b)
-        n_prompts = b.prompts.shape[0] // g
-        per_mb = n_prompts // cfg.minibatches
-        perms = [
-            jax.random.permutation(jax.random.fold_in(key, e), n_prompts) for e in range(cfg.epochs)
-        ]
-        groups = jnp.concatenate(perms).reshape(cfg.updates_per_step, per_mb)
-        seq_idx = (
-            groups[:, :, None] * g + jnp.arange(g, dtype=groups.dtype)[None, None, :]
-        ).reshape(cfg.updates_per_step, per_mb * g)
-        keep_h = cfg.kl_metrics and h_old is None  # the loss pass's h gives the policy's metrics
-
-        def one_update(carry, idx):
-            master, stored, opt_state = carry
-            take = lambda x: None if x is None else jnp.take(x, idx, axis=0)  # noqa: E731
-            mb = jax.tree.map(take, b)
-            (loss, (clip, h)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                _straight_through(master, stored),
-                frozen,
-                mb,
-                take(logp_old),
-                take(logp_ref),
-                take(adv),
-                take(keep),
-            )
-            grads = apply_masks(grads, frozen.masks)
-            gnorm = optax.tree.norm(grads)
-            with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 counts and floats
-                updates, opt_state = opt.update(grads, opt_state, master)
-            updates = apply_masks(updates, frozen.masks)
-            master = jax.tree.map(lambda p, u: p + u, master, updates)
-            return (master, _to_stored(master), opt_state), (
-                loss,
-                clip,
-                gnorm,
-                h if keep_h else None,
-            )
-
-        (master, stored, opt_state), (loss, clip, gnorm, hs) = jax.lax.scan(
-            one_update, (state.master, state.stored, state.opt_state), seq_idx
-        )
-        if keep_h:
-            # one update: its loss pass ran at the pre-update policy, on the batch's rows seq_idx[0]
-            mb0 = jax.tree.map(lambda x: jnp.take(x, seq_idx[0], axis=0), b)
-            metrics |= kl_metrics(hs[0], params, jnp.take(h_ref, seq_idx[0], axis=0), frozen, mb0)
-        new = TrainState(master, stored, opt_state, state.step + 1)
-        metrics |= {
-            "loss": jnp.mean(loss),
-            "clip_frac": jnp.mean(clip),
-            "grad_norm": jnp.mean(gnorm),
-        }
-        metrics |= unchanged_fraction(_to_stored(effective(new, frozen)), frozen.ref)
-        return new, metrics
-
-    refill = cfg.algo == "dapo" and cfg.dynamic_sampling and cfg.dapo_max_rounds > 1
-
-    def sample_batch(state, frozen, key):
-        k_prob, k_roll, k_upd = jax.random.split(key, 3)
-        n_prompts = cfg.prompts_per_step * (cfg.dapo_max_rounds if refill else 1)
-        problems = task.sample(k_prob, n_prompts)
-        problems = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), problems)
-        prompts, pmask = task.prompts(problems)
-        out = rollout(state, frozen, prompts, pmask, k_roll)
-        rewards, correct = task.score(problems, out.tokens, out.mask)
-        targets, tmask = task.references(problems)
-        b = Batch(prompts, pmask, out.tokens, out.mask, rewards, correct, targets, tmask)
-        if refill:  # oversample, then keep mixed groups first (DAPO's dynamic sampling)
-            keep = select_groups(rewards.reshape(-1, g), cfg.prompts_per_step)
-            rows = (keep[:, None] * g + jnp.arange(g)[None, :]).reshape(-1)
-            b = jax.tree.map(lambda x: jnp.take(x, rows, axis=0), b)
-        return b, k_upd
-
-    def step(state, frozen, key):
-        b, k_upd = sample_batch(state, frozen, key)
-        return update(state, frozen, b, k_upd)
-
-    def train(params0, key):
-        k_init, k_run = jax.random.split(key)
-        state, frozen = init(params0, k_init)
-        keys = jax.vmap(lambda i: jax.random.fold_in(k_run, i))(jnp.arange(cfg.steps))
-        return jax.lax.scan(lambda s, k: step(s, frozen, k), state, keys)
-
-    jnp_task = getattr(task, "jax_native", False)
-    return TrainFns(
-        init,
-        effective,
-        rollout,
-        update,
-        step if jnp_task else None,
-        train if jnp_task else None,
-        sample_batch if jnp_task else None,
-    )
+    init = partial(init_state, cfg=cfg, opt=opt)
+    upd = partial(update, cfg=cfg, mcfg=mcfg, opt=opt)
+    roll = partial(rollout, cfg=cfg, mcfg=mcfg, max_new_tokens=task.answer_len, eos_id=task.eos_id)
+    effective = partial(effective_params, cfg=cfg)
+    if not task.jax_native:
+        return TrainFns(init, effective, roll, upd, None, None, None)
+    sample = partial(sample_batch, cfg=cfg, mcfg=mcfg, task=task)
+    step = partial(_step, sample=sample, update=upd)
+    train = partial(_train, init=init, step=step, steps=cfg.steps)
+    return TrainFns(init, effective, roll, upd, step, train, sample)
 
 
-def train_seeds(cfg: TrainConfig, mcfg: LlamaConfig, task: Any, params0: dict, seeds) -> tuple:
+def train_seeds(
+    cfg: TrainConfig, mcfg: LlamaConfig, task: Task, params0: Params, seeds: Iterable[int]
+) -> tuple[TrainState, Metrics]:
     """Run one config for several seeds at once: `jit(vmap(train))` over `jax.random.key(seed)` (same
     `params0` for all; jnp tasks only). Returns the stacked final states and metrics `[S, steps]`."""
     fns = make_train(cfg, mcfg, task)
