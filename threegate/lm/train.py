@@ -128,8 +128,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.algo not in ALGOS:
-            raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")
+        if self.algo not in ALGORITHMS:
+            raise ValueError(f"algo must be one of {tuple(ALGORITHMS)}, got {self.algo!r}")
         if self.steps < 0 or self.lr <= 0 or self.prompts_per_step < 1:
             raise ValueError("need steps >= 0, lr > 0 and prompts_per_step >= 1")
         algorithm = ALGORITHMS[self.algo]
@@ -473,7 +473,7 @@ def minibatch_loss(
     return loss, (clip, jax.lax.stop_gradient(h) if on_samples else None)
 
 
-def apply_masks(tree: Params, masks: Masks | None) -> Params:
+def apply_masks(tree: Trainables, masks: Masks | None) -> Trainables:
     """Zero the entries of `tree` outside `masks` (names without a mask pass through)."""
     if masks is None:
         return tree
