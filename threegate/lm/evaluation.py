@@ -16,10 +16,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpy.typing import ArrayLike  # host-side scores: lists and NumPy arrays
 
 from threegate.lm.config import LlamaConfig
 from threegate.lm.tasks import Problems, Task
+from threegate.stats import MeanCI, mean_ci, paired_diff_ci, wilson_ci
 
 __all__ = [
     "MeanCI",
@@ -32,9 +32,6 @@ __all__ = [
     "score_passes",
     "wilson_ci",
 ]
-
-#: Two-sided 95% normal quantile (Wilson interval).
-_Z95 = 1.959963984540054
 
 
 def per_problem_accuracy(
@@ -74,52 +71,6 @@ def per_problem_accuracy(
     )
     _, correct = task.score(tiled, out.tokens, out.mask)
     return np.asarray(correct, np.float64).reshape(k, n).mean(axis=0)
-
-
-class MeanCI(NamedTuple):
-    """A mean and its two-sided confidence interval (`lo`, `hi`), from `n` units."""
-
-    mean: float
-    lo: float
-    hi: float
-    n: int
-
-
-def mean_ci(x: ArrayLike, level: float = 0.95) -> MeanCI:
-    """Student-t interval $\\bar x \\pm t_{(1+\\ell)/2,\\,n-1}\\, s/\\sqrt n$ for the mean of the units `x`.
-
-    One unit gives an infinite interval (no spread to estimate); identical units a zero-width one.
-    """
-    from scipy import stats
-
-    x = np.asarray(x, np.float64).ravel()
-    if x.size == 0 or not np.all(np.isfinite(x)):
-        raise ValueError(f"need a non-empty array of finite scores, got {x.size} values")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    m = float(x.mean())
-    if x.size == 1:
-        return MeanCI(m, -np.inf, np.inf, 1)
-    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
-    return MeanCI(m, m - half, m + half, int(x.size))
-
-
-def paired_diff_ci(a: ArrayLike, b: ArrayLike, level: float = 0.95) -> MeanCI:
-    """`mean_ci(a - b)` for scores of two policies on the same units (same problems, same seed index)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"paired scores need the same shape, got {a.shape} and {b.shape}")
-    return mean_ci(a - b, level)
-
-
-def wilson_ci(successes: int, n: int) -> tuple[float, float]:
-    """Wilson score 95% interval of a binomial proportion."""
-    if n == 0:
-        return math.nan, math.nan
-    p, z2 = successes / n, _Z95**2
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = _Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 class Pass(NamedTuple):
