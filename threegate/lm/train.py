@@ -202,12 +202,15 @@ class TrainConfig:
         return self.algorithm.uses_ratio and self.updates_per_step > 1
 
 
+#: Host or device array: the host-side functions (init, effective, checkpointing) also see NumPy arrays,
+#: e.g. params read from a checkpoint or a state restored on resume.
+HostArray = Array | np.ndarray
 #: Full model params, name → array (float32 master values, or the stored bf16 ones).
-Params = dict[str, Float[Array, "..."]]
+Params = dict[str, Float[HostArray, "..."]]
 #: What the optimizer trains: the full params, or `{name: LoraPair}` under an adapter.
-Trainables = PyTree[Float[Array, "..."]]
+Trainables = PyTree[Float[HostArray, "..."]]
 #: Trainable entries of the linear weights, name → bool `[m, n]`.
-Masks = dict[str, Bool[Array, "m n"]]
+Masks = dict[str, Bool[HostArray, "m n"]]
 #: A step's scalar metrics, name → 0-d array.
 Metrics = dict[str, Shaped[Array, ""]]
 
