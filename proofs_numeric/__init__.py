@@ -1,7 +1,7 @@
 """Numerical checks of all 24 numbered results of arXiv 2511.08567, one module per result.
 
 `REGISTRY` maps the paper's number to the module that checks it, in paper order; modules are imported lazily by
-`load`, so a missing or broken checker affects only its own result. The module contract is in `_harness`.
+`load`, so a missing or broken checker affects only its own result. The module contract is in `harness`.
 """
 
 import importlib

@@ -8,7 +8,7 @@ $[2^e,2^{e+1})$, $e=E-127$, which holds the 128 codes `E << 7 | m`. Values are w
 import ml_dtypes
 import numpy as np
 
-from proofs_numeric._harness import VerifyConfig
+from proofs_numeric.harness import VerifyConfig
 
 __all__ = ["BF16", "binade_codes", "exponent_fields", "neighbour_pairs", "to_bf16", "values"]
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proofs_numeric._harness import Record, VerifyConfig, holds_le, jsonable
+from proofs_numeric.harness import Record, VerifyConfig, holds_le, jsonable
 from threegate.kl import gibbs_tilt
 from threegate.toy.policy import (
     LeashPoint,

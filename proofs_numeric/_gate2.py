@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import optimize
 
-from proofs_numeric._harness import VerifyConfig
+from proofs_numeric.harness import VerifyConfig
 from threegate._numerics import tol
 
 __all__ = [

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from proofs_numeric import _gate2 as g2
-from proofs_numeric._harness import Record, VerifyConfig, holds_le, premise_below, rate_record
+from proofs_numeric.harness import Record, VerifyConfig, holds_le, premise_below, rate_record
 from threegate.spectral import leash_check, spectral_gap, wedin_check
 
 __all__ = [

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from proofs_numeric import _gate2 as g2
-from proofs_numeric._harness import Record, VerifyConfig, holds_le
+from proofs_numeric.harness import Record, VerifyConfig, holds_le
 from threegate.spectral import leash_check, mirsky_check, weyl_check
 
 ID = "3.4"

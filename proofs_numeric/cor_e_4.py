@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from proofs_numeric import _bf16codes as bc
-from proofs_numeric._harness import Record, VerifyConfig
+from proofs_numeric.harness import Record, VerifyConfig
 from proofs_numeric.prop_e_3 import records_for, verdicts
 
 ID = "E.4"

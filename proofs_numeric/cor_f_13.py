@@ -20,8 +20,8 @@ import jax
 import numpy as np
 
 from proofs_numeric import _wedin
-from proofs_numeric._harness import Record, VerifyConfig, holds_eq, holds_le
 from proofs_numeric._wedin import chain_records, first_order_rate
+from proofs_numeric.harness import Record, VerifyConfig, holds_eq, holds_le
 from threegate.spectral import leash_check, projector_check
 
 ID = "F.13"

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from proofs_numeric._gate1 import BETAS, TANH_SHAPE, limit_record, tanh_sweep
-from proofs_numeric._harness import Record, VerifyConfig, rate_record
+from proofs_numeric.harness import Record, VerifyConfig, rate_record
 
 ID = "F.8"
 STATEMENT = "D_KL(pi_theta+ || pi_theta) <= K implies 1/2 Delta^T F(theta) Delta <= K (1 + o(1))"

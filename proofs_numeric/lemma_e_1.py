@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from proofs_numeric import _bf16codes as bc
-from proofs_numeric._harness import Record, VerifyConfig
+from proofs_numeric.harness import Record, VerifyConfig
 
 ID = "E.1"
 STATEMENT = (

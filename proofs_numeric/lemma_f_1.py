@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from proofs_numeric._gate1 import batched
-from proofs_numeric._harness import Record, VerifyConfig, holds_le
+from proofs_numeric.harness import Record, VerifyConfig, holds_le
 from threegate._numerics import tol
 from threegate.toy.policy import (
     QuadraticPolicy,

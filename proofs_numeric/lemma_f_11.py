@@ -17,8 +17,8 @@ import jax
 import numpy as np
 
 from proofs_numeric import _wedin
-from proofs_numeric._harness import Record, VerifyConfig, holds_le
 from proofs_numeric._wedin import excess_rate, first_order_rate
+from proofs_numeric.harness import Record, VerifyConfig, holds_le
 from threegate.spectral import sin_theta, top_k, wedin_check
 
 ID = "F.11"

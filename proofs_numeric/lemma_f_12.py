@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from proofs_numeric import _gate2 as g2
-from proofs_numeric._harness import Record, VerifyConfig, holds_le
+from proofs_numeric.harness import Record, VerifyConfig, holds_le
 from threegate.spectral import mirsky_check, weyl_check
 
 ID = "F.12"

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import logsumexp, rel_entr
 
-from proofs_numeric._harness import Record, VerifyConfig, holds_eq, holds_le
+from proofs_numeric.harness import Record, VerifyConfig, holds_eq, holds_le
 from threegate.kl import gibbs_tilt
 
 ID = "F.2"

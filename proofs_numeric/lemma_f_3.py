@@ -18,7 +18,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from proofs_numeric._gate1 import TANH_SHAPE, loglinear_as_tanh, random_tanh, sweep_points
-from proofs_numeric._harness import Record, VerifyConfig, holds_eq, premise_below
+from proofs_numeric.harness import Record, VerifyConfig, holds_eq, premise_below
 from threegate._numerics import tol
 from threegate.kl import gibbs_tilt, kl_categorical
 

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from proofs_numeric._gate1 import BETAS, TANH_SHAPE, tanh_sweep
-from proofs_numeric._harness import Record, VerifyConfig, fit_loglog_slope, jsonable, rate_record
+from proofs_numeric.harness import Record, VerifyConfig, fit_loglog_slope, jsonable, rate_record
 
 ID = "F.4"
 STATEMENT = "f(theta) - f(theta+) = 1/2 Delta^T H_q~(theta) Delta + O(||Delta||^3), f = D_KL(q~_beta || pi_theta)"

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from proofs_numeric._gate1 import STEPS, TANH_SHAPE, line_points, loglinear_as_tanh, random_tanh
-from proofs_numeric._harness import Record, VerifyConfig, fit_loglog_slope, jsonable, rate_record
+from proofs_numeric.harness import Record, VerifyConfig, fit_loglog_slope, jsonable, rate_record
 
 ID = "F.5"
 STATEMENT = "D_KL(pi_theta+Delta || pi_theta) = 1/2 Delta^T F(theta) Delta + O(||Delta||^3)"

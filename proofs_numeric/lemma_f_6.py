@@ -18,7 +18,7 @@ import numpy as np
 from scipy.special import rel_entr
 
 from proofs_numeric._gate1 import TANH_SHAPE, random_tanh, sweep_points
-from proofs_numeric._harness import Record, VerifyConfig, holds_le
+from proofs_numeric.harness import Record, VerifyConfig, holds_le
 from threegate.kl import gibbs_tilt
 from threegate.toy.policy import QuadraticPolicy, logprob_hessians
 

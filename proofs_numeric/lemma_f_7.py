@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from proofs_numeric._gate1 import BETAS, TANH_SHAPE, limit_record, tanh_sweep
-from proofs_numeric._harness import Record, VerifyConfig, premise_below, rate_record
+from proofs_numeric.harness import Record, VerifyConfig, premise_below, rate_record
 from proofs_numeric.lemma_f_4 import residuals
 
 ID = "F.7"

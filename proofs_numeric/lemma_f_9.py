@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proofs_numeric._harness import Record, VerifyConfig, holds_le, rate_record
+from proofs_numeric.harness import Record, VerifyConfig, holds_le, rate_record
 from threegate.toy.autoregressive import (
     ar_sample,
     clipped_ratio_check,

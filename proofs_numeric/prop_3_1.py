@@ -25,7 +25,7 @@ from proofs_numeric._gate1 import (
     sweep_points,
     tanh_sweep,
 )
-from proofs_numeric._harness import Record, VerifyConfig, holds_eq, holds_le, rate_record
+from proofs_numeric.harness import Record, VerifyConfig, holds_eq, holds_le, rate_record
 from threegate.kl import gibbs_tilt
 from threegate.toy.policy import leash_ratio_limit, policy_kl
 

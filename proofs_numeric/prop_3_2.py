@@ -24,7 +24,7 @@ from proofs_numeric._gate1 import (
     loglinear_as_tanh,
     random_tanh,
 )
-from proofs_numeric._harness import Record, VerifyConfig, premise_below, rate_record
+from proofs_numeric.harness import Record, VerifyConfig, premise_below, rate_record
 
 ID = "3.2"
 STATEMENT = (

@@ -15,7 +15,7 @@ generic $R$): the output changes at O(1).
 import numpy as np
 
 from proofs_numeric._attention import attention, haar_orthogonal, hadamard, random_params
-from proofs_numeric._harness import Record, VerifyConfig
+from proofs_numeric.harness import Record, VerifyConfig
 from threegate._numerics import tol
 
 ID = "D.1"

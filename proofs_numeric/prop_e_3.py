@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from proofs_numeric import _bf16codes as bc
-from proofs_numeric._harness import Record, VerifyConfig
+from proofs_numeric.harness import Record, VerifyConfig
 from threegate.bf16 import bitwise_unchanged, unchanged
 
 ID = "E.3"

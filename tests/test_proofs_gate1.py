@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from proofs_numeric import load
-from proofs_numeric._harness import Record, VerifyConfig, summarize
+from proofs_numeric.harness import Record, VerifyConfig, summarize
 
 TINY = VerifyConfig(size="tiny", seed=0)
 

@@ -9,8 +9,8 @@ import pytest
 import scipy.linalg
 
 import proofs_numeric
-from proofs_numeric._harness import Record, VerifyConfig, summarize
 from proofs_numeric.errata import table_errata
+from proofs_numeric.harness import Record, VerifyConfig, summarize
 from threegate._types import BoundCheck
 
 EXPECTED = {

@@ -1,4 +1,4 @@
-"""The theorem-checker contract (`proofs_numeric._harness`, `proofs_numeric.REGISTRY`): configs, records, verdicts,
+"""The theorem-checker contract (`proofs_numeric.harness`, `proofs_numeric.REGISTRY`): configs, records, verdicts,
 slope fits, JSON schema."""
 
 import json
@@ -9,7 +9,7 @@ import pytest
 
 import proofs_numeric
 from proofs_numeric import REGISTRY, CheckerMissingError, load
-from proofs_numeric._harness import (
+from proofs_numeric.harness import (
     Record,
     VerifyConfig,
     fit_loglog_slope,

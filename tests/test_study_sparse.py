@@ -9,7 +9,8 @@ import pytest
 
 from threegate.claims import VERDICTS
 from threegate.lm.evaluation import eval_report
-from threegate.lm.fit import MASKS_FILE, fit, load_masks, save_masks
+from threegate.lm.fit import fit
+from threegate.lm.run_folder import MASKS_FILE, load_masks, save_masks
 from threegate.lm.train import TrainConfig
 from threegate.masks import selection_count
 from threegate.study.sparse import MASKS, sparse_runs_study

@@ -84,6 +84,25 @@ def read_safetensors_header(
     """
     label = str(path)
     size = path.stat().st_size
+    header, meta, n = _header_json(path, label, size)
+    infos: dict[str, TensorInfo] = {}
+    skipped: dict[str, str] = {}
+    spans: list[tuple[int, int]] = []
+    offsets_abs: dict[str, int] = {}
+    for name, entry in header.items():
+        code, shape, begin, end = _header_entry(label, name, entry)
+        spans.append((begin, end))
+        offsets_abs[name] = 8 + n + begin
+        if code in SAFETENSORS_DTYPES:
+            infos[name] = TensorInfo(name, shape, SAFETENSORS_DTYPES[code])
+        else:
+            skipped[name] = f"dtype {code} is not a floating-point type threegate compares"
+    _check_tiling(label, spans, size - 8 - n)
+    return infos, skipped, dict(meta), offsets_abs
+
+
+def _header_json(path: Path, label: str, size: int) -> tuple[dict, dict, int]:
+    """The header's JSON object (without `__metadata__`), the metadata, and the header's length."""
     if size < 8:
         raise CheckpointError(
             f"{label}: truncated: {size} bytes, shorter than the 8-byte header length"
@@ -106,49 +125,47 @@ def read_safetensors_header(
     meta = header.pop("__metadata__", None) or {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise CheckpointError(f"{label}: corrupt header: __metadata__ is not an object of strings")
-    infos: dict[str, TensorInfo] = {}
-    skipped: dict[str, str] = {}
-    data_end = 0
-    spans: list[tuple[int, int]] = []
-    offsets_abs: dict[str, int] = {}
-    for name, entry in header.items():
-        try:
-            code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        except (TypeError, KeyError):
-            code = shape = offsets = None
-        if not (isinstance(code, str) and _int_list(shape) and _int_list(offsets, 2)):
-            raise CheckpointError(f"{label}: corrupt header: bad entry for tensor {name!r}")
-        shape, (begin, end) = tuple(shape), offsets
-        if code in SAFETENSORS_DTYPES:
-            width = SAFETENSORS_DTYPES[code].itemsize
-        elif code in _SKIPPED_WIDTHS:
-            width = _SKIPPED_WIDTHS[code]
-        else:
-            raise CheckpointError(
-                f"{label}: corrupt header: unknown dtype {code!r} for tensor {name!r}"
-            )
-        if begin > end:
-            raise CheckpointError(f"{label}: corrupt header: bad offsets for tensor {name!r}")
-        if end - begin != math.prod(shape) * width:
-            raise CheckpointError(
-                f"{label}: corrupt header: tensor {name!r} has {end - begin} bytes, "
-                f"shape {list(shape)} {code} needs {math.prod(shape) * width}"
-            )
-        data_end = max(data_end, end)
-        spans.append((begin, end))
-        offsets_abs[name] = 8 + n + begin
-        if code in SAFETENSORS_DTYPES:
-            infos[name] = TensorInfo(name, shape, SAFETENSORS_DTYPES[code])
-        else:
-            skipped[name] = f"dtype {code} is not a floating-point type threegate compares"
-    spans.sort()
+    return header, meta, n
+
+
+def _header_entry(label: str, name: str, entry) -> tuple[str, tuple[int, ...], int, int]:
+    """One tensor's (dtype code, shape, begin, end), checked: known dtype, ordered offsets, size = shape ×
+    itemsize."""
+    try:
+        code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    except (TypeError, KeyError):
+        code = shape = offsets = None
+    if not (isinstance(code, str) and _int_list(shape) and _int_list(offsets, 2)):
+        raise CheckpointError(f"{label}: corrupt header: bad entry for tensor {name!r}")
+    shape, (begin, end) = tuple(shape), offsets
+    if code in SAFETENSORS_DTYPES:
+        width = SAFETENSORS_DTYPES[code].itemsize
+    elif code in _SKIPPED_WIDTHS:
+        width = _SKIPPED_WIDTHS[code]
+    else:
+        raise CheckpointError(
+            f"{label}: corrupt header: unknown dtype {code!r} for tensor {name!r}"
+        )
+    if begin > end:
+        raise CheckpointError(f"{label}: corrupt header: bad offsets for tensor {name!r}")
+    if end - begin != math.prod(shape) * width:
+        raise CheckpointError(
+            f"{label}: corrupt header: tensor {name!r} has {end - begin} bytes, "
+            f"shape {list(shape)} {code} needs {math.prod(shape) * width}"
+        )
+    return code, shape, begin, end
+
+
+def _check_tiling(label: str, spans: list[tuple[int, int]], have: int) -> None:
+    """The tensors' byte spans tile the `have` bytes of the data section: no gap, no overlap, nothing after."""
+    spans = sorted(spans)
     for (_, end0), (begin1, _) in zip([(0, 0), *spans], spans, strict=False):
         if begin1 != end0:
             raise CheckpointError(
                 f"{label}: corrupt header: tensor data {'overlaps' if begin1 < end0 else 'has a gap'} "
                 f"at byte {min(begin1, end0)}"
             )
-    have = size - 8 - n
+    data_end = max((e for _, e in spans), default=0)
     if data_end > have:
         raise CheckpointError(
             f"{label}: truncated: header says {data_end} bytes of data, file has {have}"
@@ -157,7 +174,6 @@ def read_safetensors_header(
         raise CheckpointError(
             f"{label}: corrupt: {have - data_end} bytes after the {data_end} bytes of tensor data"
         )
-    return infos, skipped, dict(meta), offsets_abs
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:

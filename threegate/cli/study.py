@@ -36,8 +36,7 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from threegate.errors import ThreegateError
-    from threegate.lm.run import run_experiment
+    from threegate.lm.queue import run_queue
     from threegate.records import to_jsonable, write_json
     from threegate.study.analyse import analyse
     from threegate.study.report import write_report
@@ -55,17 +54,8 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     say = lambda m: print(f"study: {m}", file=sys.stderr)  # noqa: E731
     sparse = [(name, spec) for _, name, spec in sparse_specs(preset, root)]
-    if not args.no_train:
-        for name, spec in [*run_specs(preset, root), *sparse]:
-            folder = root / name
-            if (folder / "eval.json").is_file():
-                say(f"{name} done, reused")
-                continue
-            say(f"training {name}")
-            try:
-                run_experiment(spec, folder, resume=(folder / "log.jsonl").is_file())
-            except (ValueError, OSError) as e:
-                raise ThreegateError(f"training {name} failed: {e}") from e
+    if not args.no_train:  # each run in its own process: a sweep's peak memory is one run's
+        run_queue([*run_specs(preset, root), *sparse], root, backend="process", say=say)
     base, runs = discover_runs(root, [name for name, _ in run_specs(preset, root)])
     study = analyse(
         base,

@@ -159,22 +159,11 @@ def _errata_lines(tables: list[dict[str, Any]], summaries: list[dict[str, Any]])
     return lines
 
 
-def run(args: argparse.Namespace) -> int:
+def _environment(config) -> dict:
     import jax
     import numpy as np
 
-    import proofs_numeric
-    from proofs_numeric import REGISTRY, CheckerMissingError
-    from proofs_numeric._harness import VerifyConfig, jsonable, summarize
-    from proofs_numeric.errata import table_errata
-    from threegate.records import JsonlWriter, write_json
-
-    ids = list(dict.fromkeys(args.only)) if args.only else list(REGISTRY)
-    unknown = [i for i in ids if i not in REGISTRY]
-    if unknown:
-        raise ValueError(f"unknown result id(s) {', '.join(unknown)}; known: {', '.join(REGISTRY)}")
-    config = VerifyConfig(size=args.size, seed=args.seed)
-    meta = {
+    return {
         "seed": config.seed,
         "size": config.size,
         "backend": jax.default_backend(),
@@ -182,13 +171,23 @@ def run(args: argparse.Namespace) -> int:
         "jax_version": jax.__version__,
         "numpy_version": np.__version__,
     }
-    out_dir = Path(args.out) if args.out else None
+
+
+def _check_all(
+    ids: list[str], config, meta: dict, out_dir: Path | None
+) -> tuple[list[dict], list[str]]:
+    """Run each result's checker (progress on stderr; summaries to `out_dir/verify.jsonl` as they finish).
+    Returns the summaries and the messages of results without a checker."""
+    import proofs_numeric
+    from proofs_numeric import CheckerMissingError
+    from proofs_numeric.harness import jsonable, summarize
+    from threegate.records import JsonlWriter
+
     jsonl = None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         jsonl = JsonlWriter(out_dir / "verify.jsonl", fresh=True)
     summaries, missing = [], []
-    start = time.perf_counter()
     try:
         for n, id in enumerate(ids, 1):
             t0 = time.perf_counter()
@@ -212,6 +211,42 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if jsonl is not None:
             jsonl.close()
+    return summaries, missing
+
+
+def _write_errata(path: Path, tables, summaries: list[dict], meta: dict) -> None:
+    """`errata.json`: the table errata and every result violated as stated, with its corrected form."""
+    from proofs_numeric.harness import jsonable
+    from threegate.records import write_json
+
+    results = [
+        {
+            "id": s["id"],
+            "statement": s["statement"],
+            "counter_example": s.get("counter_example"),
+            "counter_examples_by_kind": s.get("counter_examples_by_kind"),
+            "corrected": s.get("corrected"),
+        }
+        for s in summaries
+        if s["status"] == "violated-as-stated"
+    ]
+    write_json(path, jsonable({"tables": tables, "results": results} | meta), indent=1)
+
+
+def run(args: argparse.Namespace) -> int:
+    from proofs_numeric import REGISTRY, CheckerMissingError
+    from proofs_numeric.errata import table_errata
+    from proofs_numeric.harness import VerifyConfig
+
+    ids = list(dict.fromkeys(args.only)) if args.only else list(REGISTRY)
+    unknown = [i for i in ids if i not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown result id(s) {', '.join(unknown)}; known: {', '.join(REGISTRY)}")
+    config = VerifyConfig(size=args.size, seed=args.seed)
+    meta = _environment(config)
+    out_dir = Path(args.out) if args.out else None
+    start = time.perf_counter()
+    summaries, missing = _check_all(ids, config, meta, out_dir)
     tables = table_errata()
     print(format_table(summaries))
     if summaries:
@@ -227,19 +262,7 @@ def run(args: argparse.Namespace) -> int:
         f"{meta['backend']}, float64)"
     )
     if out_dir is not None:
-        results = [
-            {
-                "id": s["id"],
-                "statement": s["statement"],
-                "counter_example": s.get("counter_example"),
-                "counter_examples_by_kind": s.get("counter_examples_by_kind"),
-                "corrected": s.get("corrected"),
-            }
-            for s in summaries
-            if s["status"] == "violated-as-stated"
-        ]
-        errata = {"tables": tables, "results": results} | meta
-        write_json(out_dir / "errata.json", jsonable(errata), indent=1)
+        _write_errata(out_dir / "errata.json", tables, summaries, meta)
     if missing:
         raise CheckerMissingError(f"{len(missing)} result(s) have no checker: {'; '.join(missing)}")
     return 1 if any(s["status"] == "violated" for s in summaries) else 0

@@ -30,7 +30,7 @@ from threegate.compare.work import Job, block_ranges, finish_blocked, run_block,
 from threegate.compare.writers import RunWriters, release_heap
 from threegate.errors import CheckpointError, ThreegateError
 
-__all__ = ["FAULT_HOOK", "import_ray", "stream_ray", "thread_env"]
+__all__ = ["FAULT_HOOK", "get_result", "import_ray", "init_ray", "stream_ray", "thread_env"]
 
 #: For fault-injection tests only: if set, called in the worker with the unit's tensor name before the unit
 #: runs (it travels with each task, so it must be picklable by value).
@@ -85,7 +85,7 @@ def _block_task(cfg: CompareConfig, paths: tuple[str, ...], name: str, start: in
     return value
 
 
-def _init(ray, address: str) -> bool:
+def init_ray(ray, address: str) -> bool:
     """Start or join Ray unless it is running in this process; True if this call started it."""
     if ray.is_initialized():
         return False
@@ -104,7 +104,7 @@ def _init(ray, address: str) -> bool:
     return True
 
 
-def _get(ray, ref, name: str, retries: int):
+def get_result(ray, ref, name: str, retries: int):
     """`ray.get` with user errors re-raised as themselves and lost workers as one line."""
     try:
         return ray.get(ref)
@@ -133,7 +133,7 @@ def stream_ray(
       progress: optional wrapper for an iterable with one item per task.
     """
     ray = import_ray()
-    started = _init(ray, cfg.ray)
+    started = init_ray(ray, cfg.ray)
     try:
         _drive(ray, cfg, base, tuned, keys, jobs, out, progress)
     finally:
@@ -183,7 +183,7 @@ def _drive(ray, cfg, base, tuned, keys, jobs, out, progress) -> None:
             for _ in progress(labels) if progress is not None else labels:
                 [ref], _ = ray.wait(list(pending), num_returns=1)
                 job, i = pending.pop(ref)
-                value = _get(ray, ref, job.name, cfg.max_retries)
+                value = get_result(ray, ref, job.name, cfg.max_retries)
                 if i is None:
                     res, cost = value
                     w.write(res, [cost])

@@ -321,42 +321,8 @@ def tensor_metrics(
         raise ValueError(f"{name}: shapes differ, {w0.shape} vs {w1.shape}")
     if base is None:
         base = prepare_base(w0, k, alpha, spectral=spectral, dtype=dtype, skip_reason=skip_reason)
-    scan = None
-    if base.lazy and not fast(w1):  # mixed dtypes: the base's own pass after all
-        base = _prepare_bf16(w0, k, alpha, False, dtype, base.skipped, lazy=False)
-    if base.lazy:
-        scan = pair_scan(w0, w1, count=selection_count(alpha, w0.size))
-        fro = math.sqrt(scan.w2) if scan.nonfinite0 == 0 else math.nan
-        base = base._replace(nonfinite=scan.nonfinite0, fro=fro)
-        nf1 = scan.nonfinite1
-    elif base.low_sel is not None and base.nonfinite == 0 and fast(w1):
-        scan = pair_scan(w0, w1, base.low_sel)
-        nf1 = scan.nonfinite1
-    else:
-        nf1 = _count_nonfinite(w1)
-    rec: dict = {
-        "name": name,
-        "layer_type": classify(name),
-        "layer": layer_index(name),
-        "shape": list(w0.shape),
-        "dtype": str(w0.dtype),
-        "numel": int(w0.size),
-        "nonfinite": {"base": base.nonfinite, "tuned": nf1},
-    }
-    if w1.dtype != w0.dtype:
-        rec["dtype_tuned"] = str(w1.dtype)
-    matrix = w0.ndim == 2
-    keys = ("changed", "sparsity", "changed_rule", "rel_update_fro", "update_fro")
-    if matrix:
-        keys += ("row_update_ratio", "col_update_ratio", *_MASK_KEYS, *_SPECTRAL_KEYS)
-    rec.update(dict.fromkeys(keys))
-    rec.update(
-        k_requested=k,
-        k_clipped=False,
-        alpha=alpha,
-        spectral_skipped=base.skipped,
-        measure=measure_info(dtype),
-    )
+    base, scan, nf1 = _pass(w0, w1, base, k, alpha, dtype)
+    rec = _empty_record(name, w0, w1, base, nf1, k, alpha, dtype)
     if base.nonfinite or nf1:
         rec["spectral_skipped"] = "non-finite values"
         return TensorResult(rec, {}, None)
@@ -373,11 +339,66 @@ def tensor_metrics(
         update_fro=dfro,
         rel_update_fro=_num(dfro / base.fro) if base.fro > 0 else None,
     )
-    profiles: dict[str, np.ndarray] = {}
-    if not matrix:
-        return TensorResult(rec, profiles, mask)
+    if w0.ndim != 2:
+        return TensorResult(rec, {}, mask)
+    profiles = _mask_metrics(rec, w0, base, scan, mask, changed)
+    if base.spectrum is not None:
+        rec["k_clipped"] = base.k != k
+        part, extra = _spectral_part(base, w0, w1, dtype)
+        rec.update(part)
+        profiles.update(extra)
+    return TensorResult(rec, profiles, mask)
+
+
+def _pass(w0: np.ndarray, w1: np.ndarray, base: BaseState, k: int, alpha: float, dtype: str):
+    """The one pass over the pair where it can be fused (`pair_scan`: bits, sums, low-magnitude hits), else
+    the tuned tensor's non-finite count. Returns (base completed by the pass, the scan or None, tuned
+    non-finite count)."""
+    if base.lazy and not fast(w1):  # mixed dtypes: the base's own pass after all
+        base = _prepare_bf16(w0, k, alpha, False, dtype, base.skipped, lazy=False)
+    if base.lazy:
+        scan = pair_scan(w0, w1, count=selection_count(alpha, w0.size))
+        fro = math.sqrt(scan.w2) if scan.nonfinite0 == 0 else math.nan
+        return base._replace(nonfinite=scan.nonfinite0, fro=fro), scan, scan.nonfinite1
+    if base.low_sel is not None and base.nonfinite == 0 and fast(w1):
+        scan = pair_scan(w0, w1, base.low_sel)
+        return base, scan, scan.nonfinite1
+    return base, None, _count_nonfinite(w1)
+
+
+def _empty_record(
+    name, w0, w1, base: BaseState, nf1: int, k: int, alpha: float, dtype: str
+) -> dict:
+    """The record's identity and settings, every metric key present and None."""
+    rec: dict = {
+        "name": name,
+        "layer_type": classify(name),
+        "layer": layer_index(name),
+        "shape": list(w0.shape),
+        "dtype": str(w0.dtype),
+        "numel": int(w0.size),
+        "nonfinite": {"base": base.nonfinite, "tuned": nf1},
+    }
+    if w1.dtype != w0.dtype:
+        rec["dtype_tuned"] = str(w1.dtype)
+    keys = ("changed", "sparsity", "changed_rule", "rel_update_fro", "update_fro")
+    if w0.ndim == 2:
+        keys += ("row_update_ratio", "col_update_ratio", *_MASK_KEYS, *_SPECTRAL_KEYS)
+    rec.update(dict.fromkeys(keys))
+    rec.update(
+        k_requested=k,
+        k_clipped=False,
+        alpha=alpha,
+        spectral_skipped=base.skipped,
+        measure=measure_info(dtype),
+    )
+    return rec
+
+
+def _mask_metrics(rec: dict, w0, base: BaseState, scan, mask: np.ndarray, changed: int) -> dict:
+    """The update mask's row/column ratios and its overlaps with M_low, M_princ and M_princ ∖ M_low (each
+    beside its random baseline) into `rec`; returns the row and column profiles."""
     rows, cols = row_col_ratios(mask)
-    profiles.update(row_ratio=rows, col_ratio=cols)
     rec.update(row_update_ratio=ratio_summary(rows), col_update_ratio=ratio_summary(cols))
     if base.low is not None:
         rec["overlap_low"], rec["overlap_low_random"] = overlap(base.low, mask)
@@ -387,7 +408,6 @@ def tensor_metrics(
     elif base.low_sel is not None:
         rec["overlap_low"], rec["overlap_low_random"] = overlap(base.low_sel.mask(w0), mask)
     if base.spectrum is not None:
-        rec["k_clipped"] = base.k != k
         p = base.principal
         rec["overlap_principal"], rec["overlap_principal_random"] = overlap(p, mask)
         both = p & ~base.low
@@ -396,10 +416,7 @@ def tensor_metrics(
         )
         rec["row_corr_principal"] = profile_corr(rows, p.mean(axis=1))
         rec["col_corr_principal"] = profile_corr(cols, p.mean(axis=0))
-        part, extra = _spectral_part(base, w0, w1, dtype)
-        rec.update(part)
-        profiles.update(extra)
-    return TensorResult(rec, profiles, mask)
+    return {"row_ratio": rows, "col_ratio": cols}
 
 
 def delta_metrics(w0: np.ndarray, dw: np.ndarray, base: BaseState, dtype: str = "float32") -> dict:

@@ -3,7 +3,7 @@
 Runs that share a `TrainConfig` up to their *arrays* — the seed, the sparse mask (`Frozen.masks`), the adapter's
 initialisation (LoRA vs PiSSA: same shapes, different `TrainState.master` and `Frozen.base`) — share one compiled
 step: `jit(vmap(step))` over the stacked `(TrainState, Frozen, key)`. Each run keeps the key schedule of `fit`
-(`k_init, k_run = split(key(seed))`, step t uses `fold_in(k_run, t)`), so run `r` is the run `fit` would make with
+(`threegate.lm.fit.run_keys`), so run `r` is the run `fit` would make with
 that seed and those arrays, up to the rounding of batched matmuls.
 
 Shapes: `R` runs; a stacked pytree has a leading axis `R` on every leaf.
@@ -17,8 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from threegate.lm.config import LlamaConfig
+from threegate.lm.fit import run_keys, step_record
 from threegate.lm.tasks import Task
-from threegate.lm.train import Frozen, TrainConfig, TrainState, host_metrics, make_train
+from threegate.lm.train import Frozen, TrainConfig, TrainState, make_train
 
 __all__ = ["BatchedResult", "fit_batched", "init_run", "stack", "unstack"]
 
@@ -39,7 +40,7 @@ def init_run(
     cfg: TrainConfig, mcfg: LlamaConfig, task: Task, params0: dict, seed: int
 ) -> tuple[TrainState, Frozen]:
     """`make_train(cfg, ...).init` with `fit`'s key for `seed` (masks and adapters as `fit` would build them)."""
-    k_init, _ = jax.random.split(jax.random.key(seed))
+    k_init, _ = run_keys(seed)
     params0 = {k: jnp.asarray(v) for k, v in params0.items()}
     return make_train(cfg, mcfg, task).init(params0, k_init)
 
@@ -80,7 +81,7 @@ def fit_batched(
         raise ValueError("fit_batched needs a jnp task (CharTask)")
     state = stack([s for s, _ in inits])
     frozen = stack([f for _, f in inits])
-    k_runs = jnp.stack([jax.random.split(jax.random.key(int(s)))[1] for s in seeds])
+    k_runs = jnp.stack([run_keys(int(s))[1] for s in seeds])
     step = jax.jit(jax.vmap(fns.step), donate_argnums=0)
     logs: list[list[dict[str, float]]] = [[] for _ in inits]
     for t in range(cfg.steps):
@@ -88,7 +89,7 @@ def fit_batched(
         state, metrics = step(state, frozen, keys)
         host = jax.tree.map(np.asarray, metrics)
         for r in range(len(inits)):
-            record = {"step": t + 1, **host_metrics({k: v[r] for k, v in host.items()})}
+            record = step_record(t, {k: v[r] for k, v in host.items()})
             logs[r].append(record)
             if callback is not None:
                 callback(r, record)

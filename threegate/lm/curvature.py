@@ -30,6 +30,7 @@ from jax.typing import ArrayLike
 from jaxtyping import Array, Float
 
 from threegate.kl import fisher_form_categorical
+from threegate.stats import mean_ci
 
 __all__ = ["FAMILIES", "fisher_along", "tensor_curvature", "unit_directions"]
 
@@ -105,8 +106,6 @@ def fisher_along(
 
 
 def _mean_ci(x: np.ndarray) -> dict:
-    from threegate.lm.evaluation import mean_ci
-
     r = mean_ci(x)
     return {"mean": r.mean, "ci": [r.lo, r.hi], "n": int(x.size)}
 

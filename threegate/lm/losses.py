@@ -125,7 +125,7 @@ def dynamic_sampling_mask(rewards: Float[ArrayLike, "p g"]) -> Bool[Array, " p"]
     """DAPO dynamic sampling: keep a group iff its rewards are not all equal (all-correct or all-wrong groups
     carry zero advantage and only dilute the batch).
 
-    The trainer refills the batch with such groups first (`threegate.lm.train.select_groups`, `fit`); groups that
+    The trainer refills the batch with such groups first (`threegate.lm.batch.refill_keep`); groups that
     are still all-equal after the refill get weight 0 (they leave both the sums and the token-count normaliser).
     """
     r = jnp.asarray(rewards)

@@ -22,6 +22,7 @@ from typing import Any, Literal, NamedTuple
 
 from threegate.lm.adapters import AdapterConfig
 from threegate.lm.train import TrainConfig
+from threegate.records import write_json
 
 __all__ = [
     "EvalSpec",
@@ -29,6 +30,7 @@ __all__ = [
     "RunResult",
     "RunSpec",
     "TaskSpec",
+    "brief_summary",
     "evenly_spaced",
     "params_digest",
     "run_experiment",
@@ -145,6 +147,19 @@ class RunResult(NamedTuple):
     spec: RunSpec
     fit: Any
     summary: dict
+
+
+def brief_summary(summary: dict) -> dict:
+    """`eval.json`'s summary without the per-problem scores: what `threegate train` prints."""
+    brief = {k: v for k, v in summary.items() if k not in ("eval_before", "eval_after")}
+    for key in ("eval_before", "eval_after"):
+        if key in summary:
+            brief[key] = {
+                k: summary[key][k]
+                for k in ("accuracy", "accuracy_ci", "greedy_accuracy", "greedy_ci", "reward")
+                if k in summary[key]
+            }
+    return brief
 
 
 def spec_from_options(**o: Any) -> RunSpec:
@@ -359,7 +374,7 @@ def _write_run_json(out: Path, spec: RunSpec, resume: bool, options: dict | None
         record.setdefault("spec", entry["spec"])
     else:
         record = entry
-    run_file.write_text(json.dumps(record, indent=2, default=str))
+    write_json(run_file, json.loads(json.dumps(record, default=str)), indent=2)  # paths as text
 
 
 def _before(spec: RunSpec, out: Path, resume: bool, base, mcfg, task, problems):
@@ -394,7 +409,7 @@ def _before(spec: RunSpec, out: Path, resume: bool, base, mcfg, task, problems):
             "b": np.asarray(problems.b).tolist(),
         }
         before |= settings
-    before_file.write_text(json.dumps(before, indent=2))
+    write_json(before_file, before, indent=2)
     return before, problems
 
 
@@ -456,5 +471,5 @@ def run_experiment(
                 "accuracy": paired_difference(before, after, "avg_at_k"),
                 "greedy_accuracy": paired_difference(before, after, "greedy"),
             }
-    (out / "eval.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "eval.json", summary, indent=2)
     return RunResult(spec, res, summary)

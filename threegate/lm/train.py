@@ -19,7 +19,7 @@ Shapes: `P` prompts per step, `G` completions per prompt, `B = P·G` sequences (
 logging, checkpoints and (for the SmolLM2 text task) the host-side verifier.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal, NamedTuple
@@ -32,9 +32,10 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, PyTree, 
 
 from threegate.lm.adapters import AdapterConfig, merge
 from threegate.lm.algorithms import ALGORITHMS, Algorithm, LossSettings, LossTerms
+from threegate.lm.batch import Batch, sample_batch, select_groups
 from threegate.lm.config import LlamaConfig
 from threegate.lm.logprobs import completion_hidden, token_logprobs, token_stats
-from threegate.lm.losses import Normalization, dynamic_sampling_mask, masked_mean
+from threegate.lm.losses import Normalization, masked_mean
 from threegate.lm.model import unembedding
 from threegate.lm.sample import GenerateOutput, generate
 from threegate.lm.sparse import build_masks, is_linear_name, unchanged_fraction
@@ -247,19 +248,6 @@ class Frozen(NamedTuple):
     masks: Masks | None
 
 
-class Batch(NamedTuple):
-    """One step's data. `targets` are the SFT reference answers (for RL they repeat `completion`)."""
-
-    prompts: Int[Array, "B T"]
-    prompt_mask: Bool[Array, "B T"]
-    completion: Int[Array, "B N"]  # sampled from the stored policy
-    completion_mask: Bool[Array, "B N"]
-    rewards: Float[Array, " B"]
-    correct: Bool[Array, " B"]
-    targets: Int[Array, "B A"]
-    target_mask: Bool[Array, "B A"]
-
-
 class TrainFns(NamedTuple):
     """The pure functions of a run (see `make_train`)."""
 
@@ -270,14 +258,6 @@ class TrainFns(NamedTuple):
     step: Callable[[TrainState, Frozen, PRNGKeyArray], tuple[TrainState, Metrics]] | None
     train: Callable[[Params, PRNGKeyArray], tuple[TrainState, Metrics]] | None
     sample_batch: Callable[[TrainState, Frozen, PRNGKeyArray], tuple[Batch, PRNGKeyArray]] | None
-
-
-def select_groups(rewards: jax.Array, p: int) -> jax.Array:
-    """Indices of `p` of the `R ≥ p` groups (rewards `[R, G]`) for DAPO's refilled batch: the groups whose
-    rewards are not all equal first, in sampling order, then all-equal ones (which `dynamic_sampling_mask`
-    zero-weights). Static shapes, so it also runs under jit."""
-    mixed = dynamic_sampling_mask(rewards)
-    return jnp.argsort(~mixed, stable=True)[:p]
 
 
 def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
@@ -618,36 +598,12 @@ def update(
     return new, metrics
 
 
-def sample_batch(
-    state: TrainState,
-    frozen: Frozen,
-    key: PRNGKeyArray,
-    *,
-    cfg: TrainConfig,
-    mcfg: LlamaConfig,
-    task: Task,
-) -> tuple[Batch, PRNGKeyArray]:
-    """Sample problems, roll out, verify (jnp tasks); with DAPO's refill, oversample `dapo_max_rounds·P`
-    prompts and keep mixed groups first (`select_groups`). Returns the batch and the update's key."""
-    g = cfg.group
-    refill = cfg.dynamic_refill and cfg.dapo_max_rounds > 1
-    k_prob, k_roll, k_upd = jax.random.split(key, 3)
-    n_prompts = cfg.prompts_per_step * (cfg.dapo_max_rounds if refill else 1)
-    problems = task.sample(k_prob, n_prompts)
-    problems = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), problems)
-    prompts, pmask = task.prompts(problems)
-    out = rollout(
-        state, frozen, prompts, pmask, k_roll,
-        cfg=cfg, mcfg=mcfg, max_new_tokens=task.answer_len, eos_id=task.eos_id,
-    )  # fmt: skip
-    rewards, correct = task.score(problems, out.tokens, out.mask)
-    targets, tmask = task.references(problems)
-    b = Batch(prompts, pmask, out.tokens, out.mask, rewards, correct, targets, tmask)
-    if refill:  # oversample, then keep mixed groups first (DAPO's dynamic sampling)
-        keep = select_groups(rewards.reshape(-1, g), cfg.prompts_per_step)
-        rows = (keep[:, None] * g + jnp.arange(g)[None, :]).reshape(-1)
-        b = jax.tree.map(lambda x: jnp.take(x, rows, axis=0), b)
-    return b, k_upd
+def _sample(state, frozen, key, *, task, roll, cfg: TrainConfig):
+    rounds = cfg.dapo_max_rounds if cfg.dynamic_refill else 1
+    bound = partial(roll, state, frozen)
+    return sample_batch(
+        task, bound, key, prompts=cfg.prompts_per_step, group=cfg.group, refill_rounds=rounds
+    )
 
 
 def _step(state, frozen, key, *, sample, update):
@@ -683,7 +639,7 @@ def make_train(cfg: TrainConfig, mcfg: LlamaConfig, task: Task) -> TrainFns:
     effective = partial(effective_params, cfg=cfg)
     if not task.jax_native:
         return TrainFns(init, effective, roll, upd, None, None, None)
-    sample = partial(sample_batch, cfg=cfg, mcfg=mcfg, task=task)
+    sample = partial(_sample, task=task, roll=roll, cfg=cfg)
     step = partial(_step, sample=sample, update=upd)
     train = partial(_train, init=init, step=step, steps=cfg.steps)
     return TrainFns(init, effective, roll, upd, step, train, sample)
@@ -701,7 +657,7 @@ def train_seeds(
     return jax.jit(jax.vmap(fns.train, in_axes=(None, 0)))(params0, keys)
 
 
-def host_metrics(metrics: dict) -> dict[str, float]:
+def host_metrics(metrics: Mapping[str, ArrayLike]) -> dict[str, float]:
     """Device metrics → plain floats (for JSON); the sparsities are recomputed exactly from their integer counts
     (an unchanged model has sparsity exactly 1.0)."""
     out = {k: float(np.asarray(v)) for k, v in metrics.items()}

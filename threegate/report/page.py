@@ -87,17 +87,7 @@ def build_report(
     study_html = study_sections(page)
     compare_html = compare_sections(page)
 
-    missing = []
-    if not found.verify:
-        missing.append("theorem check (verify.jsonl): run `threegate verify --out DIR/verify`")
-    seen = {str(s.result.get("sim")) for s in found.sims}
-    absent = [f"{info.label} {name}" for name, info in catalog.items() if name not in seen]
-    if absent:
-        missing.append(f"simulations (result.json): {', '.join(absent)}")
-    if not found.studies:
-        missing.append("real-model study (study.json)")
-    if not found.compares:
-        missing.append("checkpoint comparisons (compare's summary.json)")
+    missing = _missing(found, catalog)
 
     sections = [
         ("claims", "Every claim and its verdict", None),
@@ -108,28 +98,7 @@ def build_report(
     ]
     present = [(a, t, h) for a, t, h in sections if h is None or h]
     toc = "".join(f'<li><a href="#{a}">{esc(t)}</a></li>' for a, t, _ in present)
-    body = []
-    if page.problems:
-        items = "".join(f"<li><code>{esc(p)}</code></li>" for p in page.problems)
-        body.append(
-            f'<div class="problems" id="problems"><h2>{len(page.problems)} problem(s) reading the '
-            f"outputs</h2><p>These files or entries were skipped; everything else is shown.</p>"
-            f"<ul>{items}</ul></div>"
-        )
-    if missing:
-        items = "".join(f"<li>{esc(m)}</li>" for m in missing)
-        body.append(f'<div class="missing"><b>Not found in this folder</b><ul>{items}</ul></div>')
-    n_sources = len(found.verify) + len(found.sims) + len(found.studies)
-    body.append(
-        '<section id="claims"><h2>Every claim and its verdict</h2>'
-        f'<p class="note">{len(page.claims)} claims from {n_sources} source(s). Theorem rows come from '
-        "<code>threegate verify</code> (a statement that fails as written is <i>disagrees</i>, with its "
-        "corrected form); simulation and study rows report what a run observed, each number beside its "
-        "baseline or confidence interval.</p>"
-        + _legend()
-        + (claims_table(page.claims, True) if page.claims else "<p>No claims found.</p>")
-        + "</section>"
-    )
+    body = [*_notices(page, missing), _claims_section(page, found)]
     for anchor, title, content in present[1:]:
         body.append(
             f'<section class="major" id="{anchor}"><h2>{esc(title)}</h2>{content}</section>'
@@ -153,3 +122,49 @@ def build_report(
         "</main></body></html>\n"
     )
     return Report(doc, page.claims, page.problems, missing)
+
+
+def _missing(found: Found, catalog: dict[str, SimInfo]) -> list[str]:
+    """What the folder lacks, each with how to make it."""
+    missing = []
+    if not found.verify:
+        missing.append("theorem check (verify.jsonl): run `threegate verify --out DIR/verify`")
+    seen = {str(s.result.get("sim")) for s in found.sims}
+    absent = [f"{info.label} {name}" for name, info in catalog.items() if name not in seen]
+    if absent:
+        missing.append(f"simulations (result.json): {', '.join(absent)}")
+    if not found.studies:
+        missing.append("real-model study (study.json)")
+    if not found.compares:
+        missing.append("checkpoint comparisons (compare's summary.json)")
+    return missing
+
+
+def _notices(page: Context, missing: list[str]) -> list[str]:
+    """The boxes above the claims: files that could not be read, and outputs not found."""
+    body = []
+    if page.problems:
+        items = "".join(f"<li><code>{esc(p)}</code></li>" for p in page.problems)
+        body.append(
+            f'<div class="problems" id="problems"><h2>{len(page.problems)} problem(s) reading the '
+            f"outputs</h2><p>These files or entries were skipped; everything else is shown.</p>"
+            f"<ul>{items}</ul></div>"
+        )
+    if missing:
+        items = "".join(f"<li>{esc(m)}</li>" for m in missing)
+        body.append(f'<div class="missing"><b>Not found in this folder</b><ul>{items}</ul></div>')
+    return body
+
+
+def _claims_section(page: Context, found: Found) -> str:
+    n_sources = len(found.verify) + len(found.sims) + len(found.studies)
+    return (
+        '<section id="claims"><h2>Every claim and its verdict</h2>'
+        f'<p class="note">{len(page.claims)} claims from {n_sources} source(s). Theorem rows come from '
+        "<code>threegate verify</code> (a statement that fails as written is <i>disagrees</i>, with its "
+        "corrected form); simulation and study rows report what a run observed, each number beside its "
+        "baseline or confidence interval.</p>"
+        + _legend()
+        + (claims_table(page.claims, True) if page.claims else "<p>No claims found.</p>")
+        + "</section>"
+    )

@@ -280,9 +280,6 @@ def _per_run(records: list[dict], key: str) -> dict:
         ):
             row[f] = _mean(r.get(f) for r in rs)
         per_layer.append(row)
-    dw_gap = [
-        r["dw_norm2"] / r["gap_k"] for r in mine if r.get("dw_norm2") is not None and r.get("gap_k")
-    ]
     tensors = [
         {
             "name": r["name"],
@@ -320,31 +317,63 @@ def _per_run(records: list[dict], key: str) -> dict:
         "tensors": tensors,
         "mean_max_angle_deg": _mean(map(_max_angle, mine)),
         "mean_spectral_shift": _mean(r.get("spectral_shift") for r in mine),
-        "gate2": {
-            "weyl_ratio_max": max(
-                (r["weyl_ratio"] for r in mine if r.get("weyl_ratio") is not None), default=None
-            ),
-            "wedin_ratio_max": max(
-                (r["wedin_ratio"] for r in mine if r.get("wedin_ratio") is not None), default=None
-            ),
-            "wedin_rigorous_ratio_max": max(
-                (
-                    r["wedin_rigorous_ratio"]
-                    for r in mine
-                    if r.get("wedin_rigorous_ratio") is not None
-                ),
-                default=None,
-            ),
-            "wedin_premise_false": sum(1 for r in mine if r.get("wedin_premise") is False),
-            "wedin_rigorous_premise_false": sum(
-                1 for r in mine if r.get("wedin_rigorous_premise") is False
-            ),
-            "dw_over_gap_median": statistics.median(dw_gap) if dw_gap else None,
-            "dw_over_gap_max": max(dw_gap) if dw_gap else None,
-            "dw_below_gap_fraction": sum(x < 1 for x in dw_gap) / len(dw_gap) if dw_gap else None,
-            "tensors": len(mine),
-        },
+        "gate2": _gate2_summary(mine),
     }
+
+
+def _largest(mine: list[dict], key: str) -> float | None:
+    return max((r[key] for r in mine if r.get(key) is not None), default=None)
+
+
+def _gate2_summary(mine: list[dict]) -> dict:
+    """Gate II over a run's linear tensors: the largest Weyl and Wedin ratios, premise failures, and
+    $\\|\\Delta W\\|_2$ against the k-th singular gap."""
+    dw_gap = [
+        r["dw_norm2"] / r["gap_k"] for r in mine if r.get("dw_norm2") is not None and r.get("gap_k")
+    ]
+    return {
+        "weyl_ratio_max": _largest(mine, "weyl_ratio"),
+        "wedin_ratio_max": _largest(mine, "wedin_ratio"),
+        "wedin_rigorous_ratio_max": _largest(mine, "wedin_rigorous_ratio"),
+        "wedin_premise_false": sum(1 for r in mine if r.get("wedin_premise") is False),
+        "wedin_rigorous_premise_false": sum(
+            1 for r in mine if r.get("wedin_rigorous_premise") is False
+        ),
+        "dw_over_gap_median": statistics.median(dw_gap) if dw_gap else None,
+        "dw_over_gap_max": max(dw_gap) if dw_gap else None,
+        "dw_below_gap_fraction": sum(x < 1 for x in dw_gap) / len(dw_gap) if dw_gap else None,
+        "tensors": len(mine),
+    }
+
+
+def _compare_groups(base: str, runs: Sequence[Run], out: Path, cfg: StudyConfig, say) -> dict:
+    """One `compare` per kind ("rl", "sft") of the runs' final checkpoints against the base: its summary,
+    records, folder and each run's key in it."""
+    groups = {}
+    for kind in ("rl", "sft"):
+        mine = [r for r in runs if r.kind == kind]
+        if not mine:
+            continue
+        say(f"compare: {kind} final checkpoints vs base")
+        folder = out / f"compare_{kind}"
+        summary, records = _compare(base, [r.checkpoints[-1] for r in mine], folder, cfg)
+        keys = summary["tuned"]
+        groups[kind] = {
+            "summary": summary,
+            "records": records,
+            "folder": folder,
+            "key": {r.name: keys[i] for i, r in enumerate(mine)},
+        }
+    return groups
+
+
+def _figures(study: dict, groups: dict, out: Path, base: str, cfg: StudyConfig) -> list[str]:
+    from threegate.compare.figures import draw_all
+    from threegate.study.figures import draw_study
+
+    paths = [p for g in groups.values() for p in draw_all(g["folder"], cfg.head_dim)]
+    paths += draw_study(study, out, base, cfg.head_dim)
+    return [str(p.relative_to(out)) for p in paths]
 
 
 def analyse(
@@ -370,21 +399,7 @@ def analyse(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda msg: None)
-    groups = {}
-    for kind in ("rl", "sft"):
-        mine = [r for r in runs if r.kind == kind]
-        if not mine:
-            continue
-        say(f"compare: {kind} final checkpoints vs base")
-        folder = out / f"compare_{kind}"
-        summary, records = _compare(base, [r.checkpoints[-1] for r in mine], folder, cfg)
-        keys = summary["tuned"]
-        groups[kind] = {
-            "summary": summary,
-            "records": records,
-            "folder": folder,
-            "key": {r.name: keys[i] for i, r in enumerate(mine)},
-        }
+    groups = _compare_groups(base, runs, out, cfg, say)
     rl = groups.get("rl")
     layer = (rl or groups["sft"])["summary"]["settings"]["layer"]
     temporal = []
@@ -420,15 +435,6 @@ def analyse(
     study["figures"] = []
     if cfg.figures:
         say("figures")
-        from threegate.compare.figures import draw_all
-        from threegate.study.figures import draw_study
-
-        for g in groups.values():
-            study["figures"] += [
-                str(p.relative_to(out)) for p in draw_all(g["folder"], cfg.head_dim)
-            ]
-        study["figures"] += [
-            str(p.relative_to(out)) for p in draw_study(study, out, base, cfg.head_dim)
-        ]
+        study["figures"] = _figures(study, groups, out, base, cfg)
     write_json(out / "study.json", study)
     return to_jsonable(study)
