@@ -39,3 +39,17 @@ def test_constant_reward_step_changes_no_stored_bit(constant_reward_run, tmp_pat
     assert (
         stats["tensors"] == 272
     )  # every tensor of SmolLM2-135M (30 layers × 9 + embedding + final norm)
+
+
+def test_run_json_replays_the_cli_step_through_run_experiment(constant_reward_run, tmp_path):
+    """The CLI's run.json, as a `RunSpec`, run again by `run_experiment`: the same records, times aside."""
+    from threegate.lm.run import RunSpec, run_experiment
+
+    def records(folder):
+        lines = (folder / "log.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if "seconds" not in k} for x in lines]
+
+    spec = RunSpec.from_json(constant_reward_run / "run.json")
+    assert spec.model.name == "smollm2" and spec.train.steps == 1
+    run_experiment(spec, tmp_path / "again")
+    assert records(tmp_path / "again") == records(constant_reward_run)
