@@ -31,10 +31,16 @@ def quick_study(tmp_path_factory):
     return out
 
 
-def test_quick_preset_writes_every_file_and_a_verdict_per_claim(quick_study):
+def test_quick_preset_writes_every_file_a_verdict_per_claim_and_resumes(quick_study):
+    """One test, not two sharing a module fixture: pytest-xdist may hand two tests of one module to two workers,
+    and each would then run the whole study (two SmolLM2 runs at once, twice the memory)."""
+    _check_files_and_verdicts(quick_study)
+    _check_interrupted_study_resumes(quick_study)
+
+
+def _check_files_and_verdicts(out):
     import matplotlib.image as mpimg
 
-    out = quick_study
     study = json.loads((out / "study.json").read_text())
     ids = [c["id"] for c in study["claims"]]
     assert len(ids) == len(set(ids))
@@ -59,9 +65,8 @@ def test_quick_preset_writes_every_file_and_a_verdict_per_claim(quick_study):
         assert img.shape[0] > 100 and img.shape[1] > 100
 
 
-def test_interrupted_quick_study_resumes_to_the_same_result(quick_study):
-    """Runs after the test above, on the same folder (a copy would move the paths its compare runs recorded)."""
-    out = quick_study
+def _check_interrupted_study_resumes(out):
+    """On the same folder (a copy would move the paths its compare runs recorded)."""
     first = json.loads((out / "study.json").read_text())
     (out / "runs" / "sparse-random" / "eval.json").unlink()  # stopped before its evaluation
     cur = out / "curvature" / "curvature.jsonl"

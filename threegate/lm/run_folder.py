@@ -6,7 +6,8 @@ Layout of `OUT/` (what `fit` writes through `RunFolder`):
   gates.jsonl           one record per gate-checked step (only when gates are checked)
   step_XXXXXX/          bf16 checkpoints (HF names): step 0 (the base) first, then the steps asked for and the last
   masks.npz             a sparse run's fixed trainable-entry masks, bit-packed (`save_masks` / `load_masks`)
-  resume/               the full training state (float32 master, optimizer moments, step) of the latest checkpoint;
+  resume/               the full training state (float32 master, optimizer moments, step, drift path length if
+                        tracked) of the latest checkpoint;
                         `latest.json` is swapped in last, so an interrupted write leaves the previous state intact
 
 Every step's randomness is `fold_in(key, step)`, so a run resumed from `resume/` writes the same records as one
@@ -136,7 +137,7 @@ class RunFolder:
 
         folder = self.out / RESUME_DIR
         folder.mkdir(exist_ok=True)
-        leaves = jax.tree.leaves((state.master, state.opt_state))
+        leaves = jax.tree.leaves((state.master, state.opt_state, state.travel))
         name = f"state_{step:06d}.safetensors"
         save_file({f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}, folder / name)
         tmp = folder / "latest.json.tmp"
@@ -154,7 +155,7 @@ class RunFolder:
         if not pointer.is_file():
             return None
         meta = json.loads(pointer.read_text())
-        leaves, treedef = jax.tree.flatten((state.master, state.opt_state))
+        leaves, treedef = jax.tree.flatten((state.master, state.opt_state, state.travel))
         stored = load_file(self.out / RESUME_DIR / meta["file"])
         if len(stored) != len(leaves):
             raise CheckpointError(
@@ -168,10 +169,11 @@ class RunFolder:
                     f"{pointer}: leaf {i} is {x.dtype}{x.shape}, expected {like.dtype}{like.shape}"
                 )
             new.append(jnp.asarray(x))
-        master, opt_state = jax.tree.unflatten(treedef, new)
+        master, opt_state, travel = jax.tree.unflatten(treedef, new)
         step = int(meta["step"])
         stored_params = jax.tree.map(lambda x: x.astype(STORED_DTYPE), master)
-        return TrainState(master, stored_params, opt_state, jnp.asarray(step, jnp.int32)), step
+        step0 = jnp.asarray(step, jnp.int32)
+        return TrainState(master, stored_params, opt_state, step0, travel), step
 
 
 def _truncate_jsonl(path: Path, step: int) -> list[dict]:
