@@ -122,7 +122,6 @@ class _Stepper:
             state, metrics = self._update(state, frozen, batch, k_upd)
             return state, metrics, batch, {}
         cfg = self.cfg
-        rounds = cfg.dapo_max_rounds if cfg.dynamic_refill else 1
         roll = functools.partial(self._rollout, state, frozen)
         batch, k_upd, timing = host_sample_batch(
             self.task,
@@ -130,7 +129,7 @@ class _Stepper:
             key,
             prompts=cfg.prompts_per_step,
             group=cfg.group,
-            refill_rounds=rounds,
+            refill_rounds=cfg.refill_rounds,
         )
         t_upd = time.perf_counter()
         state, metrics = self._update(state, frozen, batch, k_upd)

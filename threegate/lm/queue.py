@@ -52,9 +52,7 @@ def _run_here(spec_json: str, folder: str) -> str:
 def _run_process(spec: RunSpec, folder: Path) -> None:
     """Run one spec in a fresh interpreter; a failure is one line with the child's last error line."""
     cmd = [sys.executable, "-m", "threegate.lm.queue", "--out", str(folder)]
-    proc = subprocess.run(
-        cmd, input=spec.to_json(), text=True, capture_output=True, env=os.environ.copy()
-    )
+    proc = subprocess.run(cmd, input=spec.to_json(), text=True, capture_output=True)
     if proc.returncode != 0:
         lines = [x for x in proc.stderr.strip().splitlines() if x.strip()]
         last = lines[-1] if lines else f"exit status {proc.returncode}"

@@ -200,6 +200,12 @@ class TrainConfig:
         return self.algorithm.refills and self.dynamic_sampling
 
     @property
+    def refill_rounds(self) -> int:
+        """Most rounds of `prompts_per_step` prompts a step's batch may draw (`threegate.lm.batch`): 1 without
+        the refill."""
+        return self.dapo_max_rounds if self.dynamic_refill else 1
+
+    @property
     def updates_per_step(self) -> int:
         return self.epochs * self.minibatches
 
@@ -617,10 +623,14 @@ def update(
 
 
 def _sample(state, frozen, key, *, task, roll, cfg: TrainConfig):
-    rounds = cfg.dapo_max_rounds if cfg.dynamic_refill else 1
     bound = partial(roll, state, frozen)
     return sample_batch(
-        task, bound, key, prompts=cfg.prompts_per_step, group=cfg.group, refill_rounds=rounds
+        task,
+        bound,
+        key,
+        prompts=cfg.prompts_per_step,
+        group=cfg.group,
+        refill_rounds=cfg.refill_rounds,
     )
 
 
