@@ -26,7 +26,7 @@ import numpy as np
 from threegate.errors import CheckpointError
 from threegate.lm.checkpoint import save_checkpoint, step_dir
 from threegate.lm.config import LlamaConfig
-from threegate.lm.train import STORED_DTYPE, Masks, Params, TrainConfig, TrainState
+from threegate.lm.train import Masks, Params, TrainConfig, TrainState, to_stored
 from threegate.records import JsonlWriter, read_jsonl, write_jsonl
 
 __all__ = [
@@ -129,7 +129,13 @@ class RunFolder:
         self.close()
 
     def _save_params(self, step: int, params: Params) -> None:
-        save_checkpoint(step_dir(self.out, step), params, self.mcfg, metadata={"step": str(step)})
+        save_checkpoint(
+            step_dir(self.out, step),
+            params,
+            self.mcfg,
+            metadata={"step": str(step)},
+            dtype=np.dtype(self.cfg.stored_dtype),
+        )
 
     def _save_resume(self, step: int, state: TrainState) -> None:
         """The full training state at `step` (master, optimizer, step) as safetensors; the pointer last."""
@@ -171,7 +177,7 @@ class RunFolder:
             new.append(jnp.asarray(x))
         master, opt_state, travel = jax.tree.unflatten(treedef, new)
         step = int(meta["step"])
-        stored_params = jax.tree.map(lambda x: x.astype(STORED_DTYPE), master)
+        stored_params = to_stored(master, self.cfg.stored_dtype)
         step0 = jnp.asarray(step, jnp.int32)
         return TrainState(master, stored_params, opt_state, step0, travel), step
 

@@ -57,11 +57,14 @@ def build_masks(cfg, params: dict, key: jax.Array) -> dict | None:
 
 
 def unchanged_fraction(stored: dict, ref: dict) -> dict:
-    """Unchanged fraction (Def 2.1 via `threegate.stored.count_unchanged`) of the stored bf16 params vs step 0:
-    all tensors, and linear layers only."""
+    """Unchanged fraction (Def 2.1 via `threegate.stored.count_unchanged`) of the stored params vs step 0 (the
+    bf16 base; float32-stored params are compared with its exact float32 values): all tensors, and linear
+    layers only."""
     same_all = n_all = same_lin = n_lin = 0
     for name, w in stored.items():
-        eq = count_unchanged(w, ref[name])
+        r = ref[name]
+        # float32 storage against the bf16 base: the base's values upcast exactly (bf16 ⊂ f32)
+        eq = count_unchanged(w, r if r.dtype == w.dtype else r.astype(w.dtype))
         same_all, n_all = same_all + eq, n_all + w.size
         if is_linear_name(name):
             same_lin, n_lin = same_lin + eq, n_lin + w.size

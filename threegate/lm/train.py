@@ -45,6 +45,7 @@ from threegate.lm.tasks import Task
 __all__ = [
     "ALGOS",
     "MASK_KINDS",
+    "STORAGE_DTYPES",
     "STORED_DTYPE",
     "Batch",
     "Frozen",
@@ -56,6 +57,7 @@ __all__ = [
     "is_linear_name",
     "make_train",
     "select_groups",
+    "to_stored",
     "train_seeds",
 ]
 
@@ -63,6 +65,8 @@ __all__ = [
 ALGOS = tuple(ALGORITHMS)
 MASK_KINDS = ("principal", "nonprincipal", "low", "safe", "random")
 STORED_DTYPE = jnp.bfloat16
+#: `TrainConfig.storage` → the dtype of the stored weights.
+STORAGE_DTYPES = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,10 @@ class TrainConfig:
       track_drift: accumulate each master coordinate's path length $\\sum_t|\\delta_t|$ over the optimizer updates
         (`TrainState.travel`, full fine-tuning only) and log `drift_efficiency`
         $\\sum|\\theta_T-\\theta_0|/\\sum_t\\sum|\\delta_t|$: 1 when every coordinate moves one way, near 0 when the
-        moves cancel (`threegate.lm.drift`).
+        moves cancel (`threegate.lm.drift`), and `drift_travel`, the mean path length per coordinate.
+      storage: the dtype the model is STORED in: "bfloat16" (the paper's setting: every forward pass sees
+        bf16(master), Gate III acts) or "float32" (the ablation without Gate III: the forward passes see the
+        float32 master itself, checkpoints are float32; the base is the same bf16 checkpoint).
       vocab_chunk: rows of the unembedding per block of the chunked log-probabilities
         (`threegate.lm.logprobs`; None: a divisor of the vocabulary near 8192).
       seed: the run's seed; same seed ⇒ identical logs.
@@ -131,6 +138,7 @@ class TrainConfig:
     kl_metrics: bool = True
     remat: bool = True
     track_drift: bool = False
+    storage: Literal["bfloat16", "float32"] = "bfloat16"
     vocab_chunk: int | None = None
     seed: int = 0
 
@@ -162,8 +170,19 @@ class TrainConfig:
             raise ValueError(f"dapo_max_rounds must be >= 1, got {self.dapo_max_rounds}")
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise ValueError("need temperature > 0 and 0 < top_p <= 1")
+        if self.storage not in STORAGE_DTYPES:
+            raise ValueError(
+                f"storage must be one of {tuple(STORAGE_DTYPES)}, got {self.storage!r}"
+            )
+        if self.storage != "bfloat16" and self.adapter is not None:
+            raise ValueError("float32 storage is for full fine-tuning (adapters merge into bf16)")
         if self.vocab_chunk is not None and self.vocab_chunk < 1:
             raise ValueError(f"vocab_chunk must be >= 1 or None, got {self.vocab_chunk}")
+
+    @property
+    def stored_dtype(self):
+        """The dtype of the stored weights (`storage`)."""
+        return STORAGE_DTYPES[self.storage]
 
     @property
     def algorithm(self) -> Algorithm:
@@ -284,8 +303,11 @@ def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), adamw)
 
 
-def _to_stored(tree):
-    return jax.tree.map(lambda x: x.astype(STORED_DTYPE), tree)
+def to_stored(tree, dtype=STORED_DTYPE):
+    """The stored copy of a float32 tree: rounded to bf16, or (float32 storage) a copy of it."""
+    if jnp.dtype(dtype) == jnp.float32:
+        return jax.tree.map(jnp.copy, tree)  # its own buffers: the driver donates the state
+    return jax.tree.map(lambda x: x.astype(dtype), tree)
 
 
 def _upcast(tree):
@@ -336,7 +358,7 @@ def init_state(
     # master starts from exactly those values, master0 = f32(bf16(W)). A master that started off the bf16
     # grid would flip every weight sitting near a rounding tie at the first step, weight decay alone
     # sufficing, and count as updates what is only the first rounding.
-    ref = _to_stored(params0)
+    ref = to_stored(params0)
     base0 = _upcast(ref)  # a fresh float32 copy: the jitted driver donates the state's buffers
     if cfg.adapter is None:
         master = base0
@@ -356,7 +378,8 @@ def init_state(
     with jax.numpy_dtype_promotion("standard"):
         opt_state = opt.init(master)
     travel = jax.tree.map(jnp.zeros_like, master) if cfg.track_drift else None
-    state = TrainState(master, _to_stored(master), opt_state, jnp.zeros((), jnp.int32), travel)
+    stored = to_stored(master, cfg.stored_dtype)
+    state = TrainState(master, stored, opt_state, jnp.zeros((), jnp.int32), travel)
     return state, Frozen(ref, base, masks)
 
 
@@ -550,7 +573,7 @@ def scan_updates(
         new = jax.tree.map(lambda p, u: p + u, master, updates)
         if travel is not None:  # the realised move, new − old in float32 (not the update u itself)
             travel = jax.tree.map(lambda t, a, b: t + jnp.abs(a - b), travel, new, master)
-        carry = (new, _to_stored(new), opt_state, travel)
+        carry = (new, to_stored(new, cfg.stored_dtype), opt_state, travel)
         return carry, (loss, clip, gnorm, h if keep_h else None)
 
     init = (state.master, state.stored, state.opt_state, state.travel)
@@ -617,8 +640,19 @@ def update(
     new = TrainState(master, stored, opt_state, state.step + 1, travel)
     if travel is not None:
         metrics["drift_efficiency"] = drift_efficiency(master, _upcast(frozen.ref), travel)
+        n = sum(t.size for t in jax.tree.leaves(travel))
+        metrics["drift_travel"] = sum(jnp.sum(t) for t in jax.tree.leaves(travel)) / n
     metrics |= {"loss": jnp.mean(loss), "clip_frac": jnp.mean(clip), "grad_norm": jnp.mean(gnorm)}
-    metrics |= unchanged_fraction(_to_stored(effective_params(new, frozen, cfg=cfg)), frozen.ref)
+    stored_now = to_stored(effective_params(new, frozen, cfg=cfg), cfg.stored_dtype)
+    metrics |= unchanged_fraction(stored_now, frozen.ref)
+    if (
+        cfg.storage != "bfloat16"
+    ):  # what bf16 storage would have kept: the master rounded, against the base
+        counter = unchanged_fraction(to_stored(stored_now), frozen.ref)
+        metrics |= {
+            "sparsity_bf16": counter["sparsity"],
+            "sparsity_linear_bf16": counter["sparsity_linear"],
+        }
     return new, metrics
 
 
