@@ -1,5 +1,11 @@
-"""`threegate study smollm2`: train what is missing, then the paper's experiments on SmolLM2 runs.
+"""`threegate study smollm2|controlled`: train what is missing, then the experiments on SmolLM2 runs.
 
+`controlled`: RL against off-policy and on-policy SFT over a learning-rate grid with two seeds and the float32
+storage ablation, probed at every checkpoint (accuracy, forward and reverse KL, forgetting) and measured by
+`compare`; matched lr and steps, matched forward KL, matched accuracy gain (`threegate.study.controlled`).
+`--ray [ADDRESS]` dispatches its runs as Ray tasks. Writes OUT/study.json, OUT/report.md, OUT/figures/.
+
+`smollm2`:
 Writes `OUT/study.json` (tables, per-layer measurements, `claims` with verdicts), `OUT/report.md` and the
 figures (PNG), plus the `compare` folders they come from. Runs come from `--runs` (default `OUT/runs`): finished
 ones are reused, interrupted ones resumed, missing ones trained with the preset (`--no-train` only analyses).
@@ -20,18 +26,55 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", choices=("smollm2",))
+    p.add_argument("model", choices=("smollm2", "controlled"), help="which study")
     p.add_argument("--out", required=True)
     p.add_argument(
         "--runs", default=None, help="folder of `threegate train` runs (default OUT/runs)"
     )
     p.add_argument("--preset", choices=("quick", "full"), default="quick")
     p.add_argument("--resume", action="store_true", help="continue an interrupted study")
-    p.add_argument("--no-train", action="store_true", help="analyse the finished runs only")
+    p.add_argument(
+        "--no-train", action="store_true", help="analyse the finished runs only (smollm2)"
+    )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run the controlled study's runs as Ray tasks (a local instance, or a cluster's address)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.model == "controlled":
+        return _controlled(args)
+    if args.ray is not None:
+        raise ValueError("--ray is for the controlled study")
+    return _smollm2(args)
+
+
+def _controlled(args) -> int:
+    import sys
+
+    from threegate.study.controlled import run_study
+
+    if args.runs is not None or args.no_train:
+        raise ValueError("--runs and --no-train are for the smollm2 study")
+    say = lambda m: print(f"study: {m}", file=sys.stderr)  # noqa: E731
+    run_study(
+        args.out,
+        args.preset,
+        resume=args.resume,
+        backend="process" if args.ray is None else "ray",
+        ray_address=args.ray or "local",
+        say=say,
+    )
+    return 0
+
+
+def _smollm2(args) -> int:
     import json
     import sys
     from pathlib import Path

@@ -3,7 +3,7 @@
 import math
 from pathlib import Path
 
-__all__ = ["write_report"]
+__all__ = ["fmt", "md_table", "write_report"]
 
 #: One line per figure file-name prefix: what to look at.
 CAPTIONS = {
@@ -17,7 +17,7 @@ CAPTIONS = {
 }
 
 
-def _fmt(x, spec: str = ".3g") -> str:
+def fmt(x, spec: str = ".3g") -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
     return format(x, spec) if isinstance(x, (int, float)) else str(x)
@@ -27,7 +27,7 @@ def _md_cell(x) -> str:
     return str(x).replace("|", "\\|").replace("\n", " ")
 
 
-def _table(header: list[str], rows: list[list]) -> list[str]:
+def md_table(header: list[str], rows: list[list]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
     return [*out, ""]
@@ -51,7 +51,7 @@ def write_report(study: dict, out: str | Path, figures_dir: str = "analysis") ->
             "",
         ]
     lines += ["## Claims", ""]
-    lines += _table(
+    lines += md_table(
         ["claim", "paper", "observed", "verdict"],
         [
             [c["id"], c["paper"], c["observed"], f"**{c['verdict']}**"]
@@ -69,18 +69,18 @@ def write_report(study: dict, out: str | Path, figures_dir: str = "analysis") ->
                 [
                     name,
                     ev.get("eval_size"),
-                    f"{_fmt(b.get('accuracy'))} → {_fmt(a.get('accuracy'))}",
-                    f"{_fmt(d.get('difference'))} [{_fmt((d.get('ci') or [None, None])[0])}, "
-                    f"{_fmt((d.get('ci') or [None, None])[1])}]",
-                    f"{_fmt(b.get('greedy_accuracy'))} → {_fmt(a.get('greedy_accuracy'))}",
+                    f"{fmt(b.get('accuracy'))} → {fmt(a.get('accuracy'))}",
+                    f"{fmt(d.get('difference'))} [{fmt((d.get('ci') or [None, None])[0])}, "
+                    f"{fmt((d.get('ci') or [None, None])[1])}]",
+                    f"{fmt(b.get('greedy_accuracy'))} → {fmt(a.get('greedy_accuracy'))}",
                 ]
             )
-        lines += _table(["run", "n", "avg@k accuracy", "difference [95% CI]", "greedy"], rows)
+        lines += md_table(["run", "n", "avg@k accuracy", "difference [95% CI]", "greedy"], rows)
     lines += ["## Table 1: bf16 update sparsity against step 0", ""]
-    lines += _table(
+    lines += md_table(
         ["run", "kind", "sparsity (all)", "sparsity (linear)"],
         [
-            [r["run"], r["kind"], _fmt(r["sparsity"], ".4f"), _fmt(r["sparsity_linear"], ".4f")]
+            [r["run"], r["kind"], fmt(r["sparsity"], ".4f"), fmt(r["sparsity_linear"], ".4f")]
             for r in study.get("table1", [])
         ],
     )
@@ -93,12 +93,9 @@ def write_report(study: dict, out: str | Path, figures_dir: str = "analysis") ->
             "masks of the same densities would.",
             "",
         ]
-        lines += _table(
+        lines += md_table(
             ["type", "mean Jaccard", "random baseline", "ratio"],
-            [
-                [r["type"], _fmt(r["jaccard"]), _fmt(r["random"]), _fmt(r["ratio"])]
-                for r in t2["rows"]
-            ],
+            [[r["type"], fmt(r["jaccard"]), fmt(r["random"]), fmt(r["ratio"])] for r in t2["rows"]],
         )
     lines += _sparse_section(study.get("sparse"))
     lines += _curvature_section(study.get("curvature"))
@@ -136,15 +133,15 @@ def _sparse_section(sp: dict | None) -> list[str]:
         rows.append(
             [
                 r["arm"],
-                _fmt(r.get("param_share"), ".3f"),
-                f"{_fmt(a['mean'])} [{_fmt(a['lo'])}, {_fmt(a['hi'])}]",
-                _fmt(r["greedy"]["mean"]),
-                _fmt(r["final_kl_exact"], ".2e"),
-                _fmt(r.get("sparsity_linear"), ".4f"),
+                fmt(r.get("param_share"), ".3f"),
+                f"{fmt(a['mean'])} [{fmt(a['lo'])}, {fmt(a['hi'])}]",
+                fmt(r["greedy"]["mean"]),
+                fmt(r["final_kl_exact"], ".2e"),
+                fmt(r.get("sparsity_linear"), ".4f"),
                 r.get("changed_outside_mask", "–"),
             ]
         )
-    lines += _table(
+    lines += md_table(
         [
             "arm",
             "trainable share",
@@ -173,8 +170,8 @@ def _curvature_section(cur: dict | None) -> list[str]:
     ]
     fams = s["families"]
     rows = [
-        [t, *(_fmt(v.get(f)) for f in fams), _fmt(v.get("principal/nonprincipal"))]
+        [t, *(fmt(v.get(f)) for f in fams), fmt(v.get("principal/nonprincipal"))]
         for t, v in s["per_type"].items()
     ]
-    lines += _table(["type", *[f"q {f}" for f in fams], "princ/non-princ"], rows)
+    lines += md_table(["type", *[f"q {f}" for f in fams], "princ/non-princ"], rows)
     return lines

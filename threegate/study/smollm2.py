@@ -35,6 +35,7 @@ __all__ = [
     "PRESETS",
     "RUNS",
     "Preset",
+    "checkpoint_digest",
     "discover_runs",
     "run_specs",
     "sparse_specs",
@@ -116,7 +117,8 @@ def sparse_specs(preset: Preset, root: Path) -> list[tuple[str, str, "RunSpec"]]
     return specs
 
 
-def _digest(path: Path) -> str:
+def checkpoint_digest(path: Path) -> str:
+    """sha256 of a checkpoint folder's safetensors files, in name order (two runs share a base iff equal)."""
     h = hashlib.sha256()
     for f in sorted(path.glob("*.safetensors")):
         with open(f, "rb") as fh:
@@ -140,7 +142,7 @@ def discover_runs(root: Path, names: list[str] | None = None) -> tuple[str, list
         steps = sorted(folder.glob("step_*"))
         if not steps or steps[0].name != "step_000000" or len(steps) < 2:
             raise ValueError(f"{folder}: needs step_000000 and at least one later checkpoint")
-        d = _digest(steps[0])
+        d = checkpoint_digest(steps[0])
         if digest is None:
             base, digest = str(steps[0]), d
         elif d != digest:
