@@ -9,6 +9,7 @@ import ml_dtypes
 import numpy as np
 import optax
 import pytest
+from _interrupt import Stop, stop_at
 
 from threegate.kl import fisher_form_categorical
 from threegate.lm.config import LlamaConfig
@@ -99,15 +100,8 @@ def test_resume_gives_the_same_run(params0, tmp_path):
     )
     full = fit(cfg, MCFG, TASK, params0, out=tmp_path / "a", checkpoint_steps=[2])
 
-    class Stop(Exception):
-        pass
-
-    def interrupt(rec):
-        if rec["step"] == 3:
-            raise Stop
-
     with pytest.raises(Stop):
-        fit(cfg, MCFG, TASK, params0, out=tmp_path / "b", checkpoint_steps=[2], callback=interrupt)
+        fit(cfg, MCFG, TASK, params0, out=tmp_path / "b", checkpoint_steps=[2], callback=stop_at(3))
     logged = [json.loads(x) for x in (tmp_path / "b" / LOG_FILE).read_text().splitlines()]
     assert [r["step"] for r in logged] == [1, 2, 3]
     resumed = fit(cfg, MCFG, TASK, params0, out=tmp_path / "b", checkpoint_steps=[2], resume=True)

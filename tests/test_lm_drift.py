@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _interrupt import Stop, stop_at
 
 from threegate.lm.config import LlamaConfig
 from threegate.lm.drift import drift_efficiency, drift_efficiency_map
@@ -85,15 +86,8 @@ def test_resume_keeps_the_path_length(params0, tmp_path):
     cfg = TrainConfig(steps=3, track_drift=True, **RL)
     full = fit(cfg, MCFG, TASK, params0, out=tmp_path / "a", checkpoint_steps=[2])
 
-    class Stop(Exception):
-        pass
-
-    def interrupt(rec):
-        if rec["step"] == 3:
-            raise Stop
-
     with pytest.raises(Stop):
-        fit(cfg, MCFG, TASK, params0, out=tmp_path / "b", checkpoint_steps=[2], callback=interrupt)
+        fit(cfg, MCFG, TASK, params0, out=tmp_path / "b", checkpoint_steps=[2], callback=stop_at(3))
     resumed = fit(cfg, MCFG, TASK, params0, out=tmp_path / "b", checkpoint_steps=[2], resume=True)
     assert [r["drift_efficiency"] for r in resumed.logs] == [
         r["drift_efficiency"] for r in full.logs

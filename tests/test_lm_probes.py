@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _interrupt import Stop, stop_at
 
 from threegate.lm import probes
 from threegate.lm.config import LlamaConfig
@@ -126,15 +127,8 @@ def test_float32_storage_resumes_to_the_same_records(tmp_path):
     )  # fmt: skip
     whole = fit(cfg, mcfg, task, params0, out=tmp_path / "a", checkpoint_every=2)
 
-    class Stop(Exception):
-        pass
-
-    def interrupt(rec):
-        if rec["step"] == 3:
-            raise Stop
-
     with pytest.raises(Stop):
-        fit(cfg, mcfg, task, params0, out=tmp_path / "b", checkpoint_every=2, callback=interrupt)
+        fit(cfg, mcfg, task, params0, out=tmp_path / "b", checkpoint_every=2, callback=stop_at(3))
     again = fit(cfg, mcfg, task, params0, out=tmp_path / "b", checkpoint_every=2, resume=True)
     drop = ("seconds", "rollout_seconds", "update_seconds")
     strip = lambda logs: [{k: v for k, v in r.items() if k not in drop} for r in logs]  # noqa: E731
