@@ -22,7 +22,7 @@ SMALL = (
     "report.md",
     "figures/*.png",
     "probes/*.jsonl",
-    "probes/base_samples.npz",
+    "probes/base_samples.json",
     "runs/*/eval.json",
     "runs/*/log.jsonl",
     "runs/*/run.json",

@@ -27,8 +27,9 @@ Presets:
   quick: one lr (1e-5) × 2 seeds × 3 methods + the ablation (seed 0), 2 steps of 2 prompts × 4, 2 checkpoints,
     tiny probes and one layer's geometry — for the tests (about 15 minutes); its numbers are not evidence.
   full: lrs 1e-6, 3e-6, 1e-5 × 2 seeds × 3 methods + the ablation (22 runs), 32 steps of 4 prompts × 8 with 4
-    updates each and 16 new tokens (the task of reports/smollm2), 4 checkpoints, 160 held-out problems with avg@4, 64 × 2 forward-KL samples, 20 480 text
-    tokens, geometry of every linear tensor of 8 layers at k = 64 and 16 — CPU-hours, resumable.
+    updates each and 16 new tokens (the task of reports/smollm2), 4 checkpoints, 160 held-out problems with
+    avg@4, 64 × 2 forward-KL samples, 20 480 text tokens, geometry of every linear tensor of 8 layers at k = 64
+    and 16 — CPU-hours, resumable.
 """
 
 import dataclasses
@@ -182,7 +183,7 @@ def checkpoints_of(folder: Path) -> list[tuple[int, Path]]:
 class _Prober:
     """Everything the probes of one study share: the base, the task, the prompts and the base's samples."""
 
-    def __init__(self, preset: Preset, out: Path, say):
+    def __init__(self, preset: Preset, out: Path):
         import jax
 
         from threegate.lm import probes
@@ -191,18 +192,25 @@ class _Prober:
         spec = run_spec(preset, grid(preset)[0])
         self.mcfg, params, self.task = build(spec)
         self.base = jax.tree.map(lambda x: x.astype(jax.numpy.bfloat16), params)
-        self.preset, self.say = preset, say
+        self.preset = preset
         self.problems = self.task.eval_problems(preset.eval_size)
         kl_problems = self.task.eval_problems(preset.kl_prompts, seed=1)
         prompts, pmask = self.task.prompts(kl_problems)
         self.prompts, self.pmask = prompts, pmask
-        samples = out / "base_samples.npz"
+        samples = (
+            out / "base_samples.json"
+        )  # token ids and masks, drawn once: every checkpoint is read on them
         if samples.is_file():
-            with np.load(samples) as z:
-                self.base_samples = probes.Samples({k: z[k] for k in z.files})
+            saved = json.loads(samples.read_text())
+            self.base_samples = probes.Samples(
+                {
+                    k: np.asarray(v, bool if k.endswith("mask") else np.int32)
+                    for k, v in saved.items()
+                }
+            )
         else:
             self.base_samples = self._sample(self.base, jax.random.key(7))
-            np.savez(samples, **self.base_samples)
+            write_json(samples, {k: v.tolist() for k, v in self.base_samples.items()}, indent=None)
         self.text, self.text_source = probes.general_text(self.task.tokenizer, preset.text_tokens)
         self.cloze = probes.ClozeProbe(self.task.tokenizer)
 
@@ -279,7 +287,7 @@ def _probe_runs(
         return
     cache = {} if cache is None else cache
     if "prober" not in cache:
-        cache["prober"] = _Prober(preset, folder, say)
+        cache["prober"] = _Prober(preset, folder)
     prober = cache["prober"]
     for name, step, path in todo:
         say(f"probing {name} step {step}")
@@ -301,6 +309,8 @@ def _base_checkpoint(out: Path, runs: list[RunInfo]) -> Path:
         step0 = out / "runs" / r.name / "step_000000"
         if r.storage != "bfloat16" or not step0.is_dir():
             continue
+        if base is not None and _same_files(base, step0):
+            continue  # hard links of the base (`_link_base`): the same bytes, not read again
         d = checkpoint_digest(step0)
         if base is None:
             base, digest = step0, d
@@ -309,6 +319,14 @@ def _base_checkpoint(out: Path, runs: list[RunInfo]) -> Path:
     if base is None:
         raise ValueError(f"no finished bf16 run in {out / 'runs'}")
     return base
+
+
+def _same_files(a: Path, b: Path) -> bool:
+    """Whether two checkpoint folders hold the very same files (hard links)."""
+    fa = sorted(p.name for p in a.glob("*.safetensors"))
+    return fa == sorted(p.name for p in b.glob("*.safetensors")) and all(
+        os.path.samefile(a / n, b / n) for n in fa
+    )
 
 
 def top_update_checkpoint(base: Path, tuned: Path, density: dict[str, float], dest: Path) -> Path:
@@ -379,6 +397,7 @@ def _geometry(preset: Preset, out: Path, runs: list[RunInfo], say) -> None:
     for r in runs:
         cells.setdefault(r.cell, []).append(r)
     order = sorted(cells, key=lambda c: "f32" in c)  # the bf16 cells first: the ablation needs them
+    base = None
     for cell in order:
         members = cells[cell]
         gdir = out / "geometry" / cell
@@ -387,7 +406,8 @@ def _geometry(preset: Preset, out: Path, runs: list[RunInfo], say) -> None:
         folders = {r.name: out / "runs" / r.name for r in members}
         if not all(is_finished(f) and checkpoints_of(f) for f in folders.values()):
             continue
-        base = _base_checkpoint(out, runs)
+        if base is None:  # checked once per call, only when a cell is measured
+            base = _base_checkpoint(out, runs)
         keys = {}  # the compare's key of each measured checkpoint → (run, step)
         tuned = []
         for r in members:
@@ -467,13 +487,6 @@ def cell_geometry(gdir: Path, keys: dict, ks: tuple[int, ...]) -> dict:
 # ---------------------------------------------------------------------------------------------- the rows
 
 
-def _log_at(folder: Path, step: int) -> dict:
-    for rec in read_jsonl(folder / "log.jsonl"):
-        if rec.get("step") == step:
-            return rec
-    return {}
-
-
 def rows(preset: Preset, out: Path) -> list[dict]:
     """One row per probed checkpoint (and the base as every run's step 0): run, method, lr, seed, storage,
     step, updates, then the probes, the trainer's log at that step and the geometry."""
@@ -483,7 +496,7 @@ def rows(preset: Preset, out: Path) -> list[dict]:
         recs = {x["step"]: x for x in read_jsonl(out / "probes" / f"{r.name}.jsonl")}
         if not recs or not base:
             continue
-        folder = out / "runs" / r.name
+        logs = {x.get("step"): x for x in read_jsonl(out / "runs" / r.name / "log.jsonl")}
         gfile = out / "geometry" / r.cell / "rows.json"
         geometry = json.loads(gfile.read_text()) if gfile.is_file() else {}
         for step, rec in sorted({0: base[0], **recs}.items()):
@@ -500,7 +513,7 @@ def rows(preset: Preset, out: Path) -> list[dict]:
             }
             row |= {k: v for k, v in rec.items() if k not in ("run", "step", "seconds")}
             if step > 0:
-                log = _log_at(folder, step)
+                log = logs.get(step, {})
                 for f in (
                     "drift_efficiency",
                     "drift_travel",
@@ -620,12 +633,7 @@ def _link_base(root: Path, runs: list[RunInfo], folder: Path) -> None:
         ),
         None,
     )
-    if (
-        first is None
-        or not first.is_dir()
-        or not mine.is_dir()
-        or first.resolve() == mine.resolve()
-    ):
+    if first is None or not mine.is_dir() or _same_files(first, mine):
         return
     if checkpoint_digest(first) != checkpoint_digest(mine):
         return

@@ -249,13 +249,10 @@ def matched_lr(
     return out
 
 
-def _common_levels(trajs: dict[str, list[list[tuple]]], fractions: Sequence[float]) -> list[float]:
-    """Levels inside the range every method reaches: fractions of the smallest of the methods' maxima."""
-    tops = []
-    for runs in trajs.values():
-        reach = [max((x for x, _ in t if x is not None), default=0.0) for t in runs]
-        tops.append(max(reach, default=0.0))
-    top = min(tops, default=0.0)
+def _common_levels(reach: dict[str, list[float]], fractions: Sequence[float]) -> list[float]:
+    """Levels inside the range every method reaches: fractions of the smallest of the methods' maxima
+    (`reach[method]`: the largest level each of its runs reached)."""
+    top = min((max(r, default=0.0) for r in reach.values()), default=0.0)
     return [f * top for f in fractions] if top > 0 else []
 
 
@@ -271,16 +268,16 @@ def matched_at_levels(
     (bf16 runs). Returns `{"x": x_metric, "levels": [...], "rows": [...]}`."""
     runs = _runs([r for r in rows if r["storage"] == "bfloat16"])
     methods = sorted({m for p in pairs for m in p})
-    trajs: dict[str, list[list[tuple]]] = {m: [] for m in methods}
+    reach: dict[str, list[float]] = {m: [] for m in methods}
     per_run = {}
     for name, rs in runs.items():
         m = rs[-1]["method"]
-        if m not in trajs:
+        if m not in reach:
             continue
         xs = [value(r, x_metric) for r in rs]
-        trajs[m].append(list(zip(xs, xs, strict=True)))
+        reach[m].append(max((x for x in xs if x is not None), default=0.0))
         per_run[name] = (m, xs, rs)
-    levels = _common_levels(trajs, fractions)
+    levels = _common_levels(reach, fractions)
     out = []
     for level in levels:
         vals: dict[str, dict[str, list[float]]] = {m: defaultdict(list) for m in methods}
